@@ -1,0 +1,137 @@
+"""Image-quality metrics of a reconstructed volume against a reference.
+
+* `psnr`, `ssim`: one 2D image (SSIM as scikit-image's ``structural_similarity``
+  with ``gaussian_weights=True, sigma=1.5, use_sample_covariance=False``:
+  11-tap Gaussian window (truncate 3.5), K1 = 0.01, K2 = 0.03, mean over the
+  pixels at least 5 from the border).
+* `plane_metrics`: mean PSNR / SSIM over the 2D images of one plane.
+* `discontinuity`: inter-slice discontinuity (see its docstring).
+* `volume_metrics`: everything, as plain floats, in the ``metrics.json`` layout.
+
+The data range defaults to ``ref.max() - ref.min()`` of the whole reference
+volume and is shared by every image of every plane.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+#: plane name -> volume axis the images are stacked along ([D, H, W] volumes).
+PLANES = {"axial": 0, "coronal": 1, "sagittal": 2}
+_K1, _K2, _SIGMA, _TRUNCATE = 0.01, 0.03, 1.5, 3.5
+
+
+def _data_range(ref, data_range):
+    return jnp.max(ref) - jnp.min(ref) if data_range is None else jnp.asarray(data_range)
+
+
+def psnr(x: jax.Array, ref: jax.Array, data_range=None) -> jax.Array:
+    """10 log10(data_range^2 / mean((x - ref)^2)) over all elements (dB, scalar)."""
+    x, ref = jnp.asarray(x, jnp.float32), jnp.asarray(ref, jnp.float32)
+    mse = jnp.mean((x - ref) ** 2)
+    return 10 * jnp.log10(_data_range(ref, data_range) ** 2 / mse)
+
+
+def _gaussian_taps() -> np.ndarray:
+    radius = int(_TRUNCATE * _SIGMA + 0.5)
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / _SIGMA) ** 2)
+    return (taps / taps.sum()).astype(np.float32)
+
+
+def _filter(image: jax.Array) -> jax.Array:
+    """Separable Gaussian filter, 'valid' part only ([H, W] -> [H - 10, W - 10])."""
+    taps = jnp.asarray(_gaussian_taps())
+    rows = jax.vmap(lambda r: jnp.convolve(r, taps, mode="valid"))(image)
+    return jax.vmap(lambda c: jnp.convolve(c, taps, mode="valid"), 1, 1)(rows)
+
+
+def _pad_short_sides(image: jax.Array) -> jax.Array:
+    radius = int(_TRUNCATE * _SIGMA + 0.5)
+    pads = [(radius, radius) if n < 2 * radius + 1 else (0, 0) for n in image.shape]
+    return jnp.pad(image, pads, mode="symmetric") if any(p[0] for p in pads) else image
+
+
+def ssim(x: jax.Array, ref: jax.Array, data_range=None) -> jax.Array:
+    """Mean SSIM of one 2D image ``[H, W]``, as scikit-image computes it.
+
+    Only the pixels whose 11x11 window lies inside the image enter the mean,
+    exactly the crop scikit-image applies, so no border handling is needed.
+    A side shorter than 11 (where scikit-image raises) is instead padded by
+    5 with symmetric reflection and not cropped (all its pixels count).
+    Both images are shifted by ``ref``'s mean first (SSIM's variance terms are
+    shift-invariant; the means are shifted back) to keep float32 accurate.
+    """
+    x, ref = jnp.asarray(x, jnp.float32), jnp.asarray(ref, jnp.float32)
+    c1 = (_K1 * _data_range(ref, data_range)) ** 2
+    c2 = (_K2 * _data_range(ref, data_range)) ** 2
+    shift = jnp.mean(ref)
+    a, b = _pad_short_sides(x - shift), _pad_short_sides(ref - shift)
+    mu_a, mu_b = _filter(a), _filter(b)
+    var_a, var_b = _filter(a * a) - mu_a**2, _filter(b * b) - mu_b**2
+    cov = _filter(a * b) - mu_a * mu_b
+    mu_x, mu_y = mu_a + shift, mu_b + shift
+    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_a + var_b + c2))
+    return jnp.mean(s)
+
+
+def plane_metrics(recon: jax.Array, ref: jax.Array, plane: str, data_range=None) -> dict:
+    """Mean PSNR and SSIM over the 2D images of one plane of ``[D, H, W]`` volumes.
+
+    Args:
+      recon, ref: volumes ``[D, H, W]``.
+      plane: ``"axial"`` (images ``[H, W]`` along axis 0), ``"coronal"``
+        (``[D, W]`` along axis 1) or ``"sagittal"`` (``[D, H]`` along axis 2).
+      data_range: shared by all images; default ``ref.max() - ref.min()``.
+
+    Returns:
+      ``{"psnr": float, "ssim": float}``.
+    """
+    if plane not in PLANES:
+        raise ValueError(f"Unknown plane {plane!r}; valid planes: {sorted(PLANES)}.")
+    psnr_mean, ssim_mean = _plane_scores(jnp.asarray(recon), jnp.asarray(ref),
+                                         _data_range(ref, data_range), PLANES[plane])
+    return {"psnr": float(psnr_mean), "ssim": float(ssim_mean)}
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _plane_scores(recon, ref, data_range, axis):
+    images = jnp.moveaxis(recon, axis, 0), jnp.moveaxis(ref, axis, 0)
+    psnrs = jax.vmap(lambda a, b: psnr(a, b, data_range))(*images)
+    ssims = jax.vmap(lambda a, b: ssim(a, b, data_range))(*images)
+    return jnp.mean(psnrs), jnp.mean(ssims)
+
+
+def discontinuity(recon: jax.Array, ref: jax.Array, data_range=None) -> jax.Array:
+    """Inter-slice discontinuity: RMSE of the z-differences, in units of the data range.
+
+    sqrt(mean((diff(recon, axis=0) - diff(ref, axis=0))^2)) / data_range, over
+    ``[D - 1, H, W]``. 0 when the reconstruction changes from slice to slice
+    exactly as the reference does; independent slice-wise errors (stripes in
+    the coronal and sagittal views) raise it. Lower is better. Needs D >= 2.
+    """
+    if recon.shape[0] < 2:
+        raise ValueError(f"discontinuity needs at least 2 slices, got shape {recon.shape}.")
+    error = jnp.diff(jnp.asarray(recon, jnp.float32), axis=0) - jnp.diff(jnp.asarray(ref, jnp.float32), axis=0)
+    return jnp.sqrt(jnp.mean(error**2)) / _data_range(ref, data_range)
+
+
+def volume_metrics(recon: jax.Array, ref: jax.Array, data_range=None) -> dict:
+    """All metrics of a ``[D, H, W]`` reconstruction, as plain Python floats.
+
+    Returns:
+      ``{"psnr": volume PSNR over all voxels, "ssim": mean of the three planes'
+      SSIM, "discontinuity": see `discontinuity`, "axial": {"psnr", "ssim"},
+      "coronal": {...}, "sagittal": {...}}``.
+    """
+    if recon.shape != ref.shape or len(ref.shape) != 3:
+        raise ValueError(f"recon and ref must be [D, H, W] of one shape, got {recon.shape}, {ref.shape}.")
+    data_range = _data_range(ref, data_range)
+    planes = {name: plane_metrics(recon, ref, name, data_range) for name in PLANES}
+    return {"psnr": float(psnr(recon, ref, data_range)),
+            "ssim": float(np.mean([p["ssim"] for p in planes.values()])),
+            "discontinuity": float(discontinuity(recon, ref, data_range)),
+            **planes}
