@@ -2,11 +2,20 @@
 
 The mesh is built from ``jax.devices()``, so in a multi-host run (after
 ``jax.distributed.initialize()``) it spans every device of every host.
+
+Also the slice-sharding helpers the sharded sampler uses: padding the slice
+count to a multiple of the device count (`padded_size`, `pad_slices`), placing
+host data sharded over the mesh (`shard_slices`) and bringing a result back to
+every host (`gather_to_host`), the global ids of a device's slices
+(`local_slice_ids`) and a z halo exchange (`halo_exchange`).
 """
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 SLICE_AXIS = "slices"
@@ -45,3 +54,88 @@ def leading_axis_sharding(mesh: Mesh) -> NamedSharding:
 def replicated(mesh: Mesh) -> NamedSharding:
     """Replicates an array on every device of the mesh."""
     return NamedSharding(mesh, PartitionSpec())
+
+
+def padded_size(num_slices: int, num_devices: int) -> int:
+    """The smallest multiple of ``num_devices`` that is >= ``num_slices``."""
+    if num_slices < 1 or num_devices < 1:
+        raise ValueError(f"Need num_slices >= 1 and num_devices >= 1, got {num_slices}, "
+                         f"{num_devices}.")
+    return -(-num_slices // num_devices) * num_devices
+
+
+def pad_slices(x: jax.Array, size: int) -> jax.Array:
+    """Zero-pads the leading (slice) axis of ``x [D, ...]`` up to ``size`` rows."""
+    if size < x.shape[0]:
+        raise ValueError(f"Cannot pad {x.shape[0]} slices down to {size}.")
+    return jnp.pad(x, [(0, size - x.shape[0])] + [(0, 0)] * (x.ndim - 1))
+
+
+def shard_slices(x, mesh: Mesh, size: int | None = None) -> jax.Array:
+    """Zero-pads host data ``x [D, ...]`` to ``size`` slices and shards it over ``mesh``.
+
+    Built with ``jax.make_array_from_callback``, so in a multi-host run each
+    process only transfers its own devices' slices (every process must pass the
+    same ``x``, e.g. each reads the same file).
+
+    Args:
+      x: array-like ``[D, ...]`` (converted to float32 on the host).
+      mesh: one-axis mesh.
+      size: padded slice count (default `padded_size(D, mesh.size)`).
+
+    Returns:
+      a global ``jax.Array [size, ...]`` sharded along its leading axis.
+    """
+    host = np.asarray(x, np.float32)
+    size = padded_size(host.shape[0], mesh.size) if size is None else size
+    if size % mesh.size or size < host.shape[0]:
+        raise ValueError(f"size={size} must be >= {host.shape[0]} slices and a multiple of the "
+                         f"{mesh.size} devices; use padded_size.")
+    host = np.pad(host, [(0, size - host.shape[0])] + [(0, 0)] * (host.ndim - 1))
+    return jax.make_array_from_callback(host.shape, leading_axis_sharding(mesh),
+                                        lambda index: host[index])
+
+
+def gather_to_host(x: jax.Array) -> np.ndarray:
+    """The whole of a (possibly multi-host) global array as a numpy array, on every process."""
+    if x.is_fully_addressable:
+        return np.asarray(x)
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def local_slice_ids(num_local: int, axis_name: str) -> jax.Array:
+    """Global ids ``[num_local]`` of this device's slices (inside ``jax.shard_map``).
+
+    Block layout: device ``i`` along ``axis_name`` holds slices
+    ``i * num_local .. (i + 1) * num_local - 1`` of the padded volume.
+    """
+    return jax.lax.axis_index(axis_name) * num_local + jnp.arange(num_local)
+
+
+def halo_exchange(x: jax.Array, radius: int, axis_name: str) -> jax.Array:
+    """Appends ``radius`` neighbour slices on both sides of a local block.
+
+    Inside ``jax.shard_map`` over a slice-sharded volume: device ``i`` receives
+    the last ``radius`` slices of device ``i - 1`` and the first ``radius`` of
+    device ``i + 1`` (two ``lax.ppermute``; no wrap-around, so the first and
+    last devices get zeros, i.e. a zero boundary in z).
+
+    Args:
+      x: local block ``[n, ...]`` with ``n >= radius``.
+      radius: halo width in slices (static, >= 0).
+      axis_name: the mesh axis the slices are sharded over.
+
+    Returns:
+      ``[n + 2 radius, ...]``.
+    """
+    if radius == 0:
+        return x
+    if x.shape[0] < radius:
+        raise ValueError(f"Halo radius {radius} exceeds the {x.shape[0]} local slices; use "
+                         f"fewer devices or more slices.")
+    size = jax.lax.axis_size(axis_name)
+    to_next = [(i, i + 1) for i in range(size - 1)]
+    to_prev = [(i + 1, i) for i in range(size - 1)]
+    from_prev = jax.lax.ppermute(x[-radius:], axis_name, perm=to_next)
+    from_next = jax.lax.ppermute(x[:radius], axis_name, perm=to_prev)
+    return jnp.concatenate([from_prev, x, from_next], axis=0)

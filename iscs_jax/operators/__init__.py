@@ -6,6 +6,7 @@ from iscs_jax.operators.parallel_beam import (
     limited_angle_angles,
     sparse_view_angles,
 )
+from iscs_jax.operators.zaxis import ZBlur
 
 __all__ = [
     "FILTERS",
@@ -13,4 +14,5 @@ __all__ = [
     "fbp_filter",
     "limited_angle_angles",
     "sparse_view_angles",
+    "ZBlur",
 ]

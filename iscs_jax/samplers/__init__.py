@@ -8,6 +8,7 @@ from iscs_jax.samplers import cg, dds, renoise
 from iscs_jax.samplers.cg import conjugate_gradient
 from iscs_jax.samplers.dds import reconstruct
 from iscs_jax.samplers.renoise import DEFAULT_ETAS, RENOISE_MODES
+from iscs_jax.samplers.sharded import reconstruct_sharded
 
 SAMPLERS = {"dds": dds.reconstruct}
 
@@ -19,5 +20,5 @@ def get_sampler(name: str):
     return SAMPLERS[name]
 
 
-__all__ = ["SAMPLERS", "get_sampler", "reconstruct", "conjugate_gradient", "RENOISE_MODES",
+__all__ = ["SAMPLERS", "get_sampler", "reconstruct", "reconstruct_sharded", "conjugate_gradient", "RENOISE_MODES",
            "DEFAULT_ETAS", "cg", "dds", "renoise"]
