@@ -1,0 +1,65 @@
+"""U-Net shapes, noise conditioning and EDM preconditioning."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from iscs_jax.models import (UNet, UNetConfig, edm_loss_weight, edm_scalings, make_denoise_fn,
+                             precondition)
+
+TINY = UNetConfig(base_width=4, channel_mults=(1, 2), attention_resolutions=(8,), norm_groups=2,
+                  embedding_dim=8)
+
+
+def _randomised(model):
+    """The model with every parameter redrawn N(0, 0.3^2) (zero-init layers made active)."""
+    graphdef, state = nnx.split(model)
+    leaves, treedef = jax.tree.flatten(state)
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    leaves = [0.3 * jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)]
+    return nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
+
+
+def test_unet_shapes_with_and_without_channel_axis():
+    model = UNet(TINY, 16, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(0), (3, 16, 16))
+    assert model(x, jnp.zeros(3)).shape == (3, 16, 16)
+    assert model(x[..., None], jnp.zeros(3)).shape == (3, 16, 16, 1)
+
+
+def test_unet_depends_on_noise_level():
+    model = _randomised(UNet(TINY, 16, rngs=nnx.Rngs(0)))
+    x = jax.random.normal(jax.random.key(0), (2, 16, 16))
+    a = model(x, jnp.full(2, jnp.log(0.05) / 4))
+    b = model(x, jnp.full(2, jnp.log(5.0) / 4))
+    assert float(jnp.mean(jnp.abs(a - b))) > 1e-3 * float(jnp.mean(jnp.abs(a)))
+
+
+def test_edm_scalings_closed_form():
+    sigma, s = jnp.array([0.01, 0.5, 5.0]), 0.5
+    c_skip, c_out, c_in, c_noise = edm_scalings(sigma, s)
+    # Unit-variance target and input for data of std s (Karras et al. 2022, App. B.6).
+    np.testing.assert_allclose(c_in**2 * (sigma**2 + s**2), 1.0, rtol=1e-6)
+    np.testing.assert_allclose((c_skip - 1) ** 2 * s**2 + c_skip**2 * sigma**2, c_out**2,
+                               rtol=1e-5)
+    np.testing.assert_allclose(edm_loss_weight(sigma, s), 1 / c_out**2, rtol=1e-5)
+    np.testing.assert_allclose(c_noise, np.log([0.01, 0.5, 5.0]) / 4, rtol=1e-6)
+
+
+def test_zero_network_is_the_gaussian_posterior_mean():
+    # With F = 0, D(x) = mu + s^2/(s^2+sigma^2)(x - mu): the MMSE denoiser of N(mu, s^2) data.
+    x = jax.random.normal(jax.random.key(2), (2, 8, 8))
+    mu, s, sigma = 0.1, 0.3, 0.7
+    d = precondition(lambda h, c: jnp.zeros_like(h), x, sigma, s, mu)
+    np.testing.assert_allclose(d, mu + s**2 / (s**2 + sigma**2) * (x - mu), rtol=1e-5, atol=1e-6)
+
+
+def test_denoise_fn_scalar_sigma_jit_and_identity_at_tiny_sigma():
+    model = _randomised(UNet(TINY, 16, rngs=nnx.Rngs(0)))
+    graphdef, state = nnx.split(model)
+    denoise = jax.jit(make_denoise_fn(graphdef, state, sigma_data=0.5, data_mean=0.2))
+    x = jax.random.uniform(jax.random.key(3), (2, 16, 16))
+    np.testing.assert_allclose(denoise(x, 1e-4), x, atol=2e-3)
+    np.testing.assert_allclose(denoise(x, 0.3), denoise(x, jnp.full(2, 0.3)), rtol=1e-6)
+    assert float(jnp.max(jnp.abs(denoise(x, 1.0) - x))) > 1e-2

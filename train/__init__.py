@@ -1,0 +1,1 @@
+"""Training of 2D diffusion priors (command line: ``python -m train``)."""

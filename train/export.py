@@ -1,0 +1,92 @@
+"""Export the EMA parameters of a training run as a shipped prior.
+
+    python -m train.export --workdir workdirs/phantom64 --name phantom64 [--out_dir DIR]
+
+writes ``DIR/NAME.msgpack`` (EMA params) and ``DIR/NAME.json`` (metadata), by
+default into ``iscs_jax/priors/assets``; ``iscs_jax.priors.load(NAME)`` reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import jax
+import ml_collections
+from absl import app, flags
+from absl import logging as absl_logging
+from flax import serialization
+
+from iscs_jax import checkpoint, parallel, priors
+from train import loop
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir.", required=True)
+_NAME = flags.DEFINE_string("name", None, "Prior name (file stem).", required=True)
+_OUT_DIR = flags.DEFINE_string("out_dir", priors.ASSETS_DIR, "Where to write the prior.")
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+    """The ``config.json`` a training run wrote into its workdir."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise ValueError(f"{path} not found: --workdir must be a training workdir.")
+    with open(path) as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
+def restore_ema(workdir: str, config: ml_collections.ConfigDict):
+    """``(ema_params pure dict, step)`` from the newest readable checkpoint."""
+    tx = loop.make_optimizer(config)
+    _, target = loop.create_train_state(config, tx)
+    target = loop.place_state(target, parallel.make_mesh(1, "batch"))
+    manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"),
+                                      config.checkpoint.every, config.checkpoint.keep)
+    state, step = checkpoint.restore_latest(manager, target)
+    manager.close()
+    if state is None:
+        raise ValueError(f"No checkpoint in {workdir}/checkpoints to export.")
+    return jax.device_get(state["ema"]), step
+
+
+def last_loss(workdir: str):
+    """Loss of the last line of ``metrics.jsonl`` (None if absent)."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        lines = [line for line in f if line.strip()]
+    return json.loads(lines[-1])["loss"] if lines else None
+
+
+def export(workdir: str, name: str, out_dir: str, command: str | None = None) -> str:
+    """Writes ``out_dir/name.{msgpack,json}``; returns the path stem."""
+    config = read_config(workdir)
+    ema, step = restore_ema(workdir, config)
+    os.makedirs(out_dir, exist_ok=True)
+    stem = os.path.join(out_dir, name)
+    with open(stem + ".msgpack", "wb") as f:
+        f.write(serialization.msgpack_serialize(ema))
+    model_keys = loop.model_config(config).to_dict()
+    meta = {
+        "name": name, "model": model_keys, "resolution": config.data.resolution,
+        "channels": config.model.channels, "sigma_data": config.model.sigma_data,
+        "data_mean": config.model.data_mean, "sigma_min": config.train.sigma_min,
+        "sigma_max": config.train.sigma_max, "train_steps": int(step),
+        "final_loss": last_loss(workdir), "train_config": config.to_dict(),
+        "command": command,
+    }
+    with open(stem + ".json", "w") as f:
+        json.dump(meta, f, indent=2)
+    return stem
+
+
+def main(argv):
+    del argv
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    stem = export(_WORKDIR.value, _NAME.value, _OUT_DIR.value, command=" ".join(sys.argv))
+    print(f"Wrote {stem}.msgpack and {stem}.json")
+
+
+if __name__ == "__main__":
+    app.run(main)
