@@ -1,0 +1,124 @@
+"""Shared reconstruction config (``python -m sample``); `ct.py` and `lact.py` build on it.
+
+Sections: ``data`` (input volume and preprocessing), ``prior`` (the 2D
+denoiser), ``sde`` (noise schedule), ``sampler`` (DDS settings), ``noise``
+(noise control of a single run), ``operator`` (CT geometry and simulated
+measurement noise), ``parallel``, plus ``compare``, ``num_samples`` and
+``seed``. Every field can be overridden on the command line, e.g.
+``--config.sampler.steps=50``.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from configs import base
+
+
+def data_config() -> ml_collections.ConfigDict:
+    """Input volume: the embedded phantom, a NIfTI file or a DICOM series folder."""
+    data = ml_collections.ConfigDict()
+    data.path = ""  # "" = embedded phantom; a .nii/.nii.gz file; or a DICOM series folder.
+    data.phantom_seed = 1234  # held out: the shipped prior trains on phantom seeds < 1000.
+    data.phantom_slices = 32  # D of the embedded phantom (in-plane size = prior resolution).
+    # Files only (the phantom is in [0, 1]): "hu" maps the window [hu_min, hu_max] to [0, 1]
+    # (clipped); "minmax" the volume's own range; "none" keeps the values.
+    data.intensity = "hu"
+    data.hu_min = -1000.0  # window of the shipped prior (the phantom's HU range).
+    data.hu_max = 1600.0
+    data.slice_start = 0  # first slice used (after sorting).
+    data.num_slices = 0  # slices used from slice_start; 0 = all.
+    data.resize = True  # resample in-plane to the prior's resolution (else sizes must match).
+    data.sinogram = ""  # a measured sinogram .npy [D, views, detectors] used instead of A(x).
+    return data
+
+
+def prior_config() -> ml_collections.ConfigDict:
+    """The 2D prior: a shipped name, a checkpoint path, or "gaussian" (no learned prior)."""
+    prior = ml_collections.ConfigDict()
+    prior.name = "phantom64"
+    # Only for name="gaussian" (a closed-form MMSE denoiser of a per-pixel Gaussian, for tests
+    # and ablations): image size, prior mean and standard deviation.
+    prior.resolution = 64
+    prior.gaussian_mean = 0.3
+    prior.gaussian_std = 0.3
+    return prior
+
+
+def sde_config() -> ml_collections.ConfigDict:
+    """VE schedule; sigma_min <= 0 uses the prior's own sigma_min."""
+    sde = ml_collections.ConfigDict()
+    sde.sigma_min = 0.0
+    sde.sigma_max = 5.0  # published CT setting (warm start from FBP, so no need for 378).
+    return sde
+
+
+def sampler_config() -> ml_collections.ConfigDict:
+    """DDS: denoise, CG data consistency, re-noise."""
+    sampler = ml_collections.ConfigDict()
+    sampler.name = "dds"
+    sampler.steps = 30  # NFE of the published CT setting.
+    sampler.mode = "dds"  # re-noising rule: dds, ddpm, ddim, diffpir.
+    sampler.eta = 0.85  # stochasticity of the re-noising, in [0, 1].
+    sampler.cg_iters = 10
+    sampler.rho = 0.0  # Tikhonov weight of the CG step (the published CT setting uses 0).
+    sampler.chunk_size = 8  # slices per denoiser call.
+    sampler.warm_start = "fbp"  # "fbp" or "none" (start from pure noise).
+    sampler.fbp_filter = "ramp"
+    return sampler
+
+
+def noise_config() -> ml_collections.ConfigDict:
+    """Noise control of a single run (used when ``compare`` is empty)."""
+    noise = ml_collections.ConfigDict()
+    noise.kind = "iscs"  # iid, iscs or shared.
+    return noise
+
+
+def operator_config(geometry: str, num_views: int,
+                    range_degrees: float) -> ml_collections.ConfigDict:
+    """Parallel-beam geometry and simulated measurement noise.
+
+    ``measurement_noise``: "none"; "gaussian" (additive, std ``noise_std`` in
+    sinogram units); or "poisson": photon counts
+    ``y_noisy = -log(Poisson(I0 exp(-s y)) / I0) / s`` with ``I0 = photons``
+    and ``s = attenuation / max(y)``, i.e. the most attenuating ray of the
+    clean sinogram keeps ``exp(-attenuation)`` of its photons (counts of 0 are
+    clamped to 0.5 before the log).
+    """
+    operator = ml_collections.ConfigDict()
+    operator.geometry = geometry  # "sparse_view" (over 180 deg) or "limited_angle".
+    operator.num_views = num_views
+    operator.range_degrees = float(range_degrees)  # only for limited_angle, in (0, 180].
+    operator.num_detectors = 0  # 0 = enough to cover the image diagonal.
+    operator.measurement_noise = "none"
+    operator.noise_std = 0.0
+    operator.photons = 1e5
+    operator.attenuation = 4.0
+    return operator
+
+
+def get_sample_config(geometry: str, num_views: int, range_degrees: float = 180.0):
+    """The full reconstruction config for one CT geometry."""
+    config = ml_collections.ConfigDict()
+    config.data = data_config()
+    config.prior = prior_config()
+    config.sde = sde_config()
+    config.sampler = sampler_config()
+    config.noise = noise_config()
+    config.operator = operator_config(geometry, num_views, range_degrees)
+    config.parallel = base.get_base_config().parallel  # num_devices (0 = all), distributed
+    config.compare = "iid,iscs"  # noise controls run with the same key; "" = noise.kind only.
+    config.num_samples = 1  # K > 1: K keys per control -> mean and voxel-wise std written.
+    config.seed = 0
+    return config
+
+
+def shrink_for_smoke(config):
+    """``:smoke``: a few slices and steps so a run takes seconds (the prior is kept)."""
+    config.data.phantom_slices = 4
+    config.data.num_slices = 4 if config.data.num_slices == 0 else min(config.data.num_slices, 4)
+    config.sampler.steps = 3
+    config.sampler.cg_iters = 3
+    config.sampler.chunk_size = 2  # two denoiser calls per step (exercises the chunking)
+    return config

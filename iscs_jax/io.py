@@ -1,0 +1,276 @@
+"""Volume file I/O: NIfTI read/write with the affine, DICOM series read, validation.
+
+The only module of the library (besides checkpoints) that touches files.
+
+Axis convention. In memory a volume is ``[D, H, W]``: D axial slices, each an
+``[H, W]`` image (rows, columns). On disk a NIfTI array is indexed ``(i, j, k)``
+with ``k`` the slice index, ``j`` the row and ``i`` the column, so
+``volume = data.transpose(2, 1, 0)``. Affines are always kept in the NIfTI
+``(i, j, k)`` voxel convention (RAS+ world coordinates, millimetres), so an
+affine read from a file can be written back unchanged.
+
+A DICOM series (one file per slice) is read the same way: a slice's pixel
+array is ``[rows, columns] = [j, i]`` and slices are sorted along the slice
+normal; the LPS patient coordinates of DICOM become RAS by negating x and y.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+#: File name endings read as NIfTI.
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+class VolumeError(ValueError):
+    """A volume file or array that cannot be reconstructed; the message says how to fix it."""
+
+
+def is_nifti(path: str | os.PathLike) -> bool:
+    """True when ``path`` ends in ``.nii`` or ``.nii.gz``."""
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def validate_volume(volume: np.ndarray, name: str = "volume") -> np.ndarray:
+    """Checks that ``volume`` is a usable 3D image and returns it as float32.
+
+    Args:
+      volume: array, expected ``[D, H, W]``.
+      name: how the error message refers to it (e.g. the file name).
+
+    Returns:
+      ``volume`` as float32 ``[D, H, W]``.
+
+    Raises:
+      VolumeError: not 3D, empty, non-finite voxels, or constant.
+    """
+    volume = np.asarray(volume)
+    if volume.ndim != 3:
+        hint = ("a 2D image is one slice; stack at least one slice into a [D, H, W] volume"
+                if volume.ndim == 2 else
+                "select one 3D volume (e.g. the first time point/channel) before reconstructing")
+        raise VolumeError(f"{name} has {volume.ndim} dimension(s) with shape {volume.shape}, "
+                          f"but a 3D volume [slices, rows, columns] is needed: {hint}.")
+    if volume.size == 0:
+        raise VolumeError(f"{name} is empty (shape {volume.shape}); give a volume with at least "
+                          "one voxel along every axis (check the slice range in the config).")
+    if not np.issubdtype(volume.dtype, np.number) or np.iscomplexobj(volume):
+        raise VolumeError(f"{name} has dtype {volume.dtype}; give a real-valued image volume.")
+    bad = int(np.size(volume) - np.count_nonzero(np.isfinite(volume)))
+    if bad:
+        raise VolumeError(f"{name} has {bad} NaN or infinite voxel(s); fill them (e.g. with the "
+                          "background value via numpy.nan_to_num) and save the volume again.")
+    if float(volume.max()) == float(volume.min()):
+        raise VolumeError(f"{name} is constant (every voxel = {float(volume.min()):g}); it holds "
+                          "no image to reconstruct. Check that the right file or series was given.")
+    return volume.astype(np.float32)
+
+
+def _require_file(path: Path, what: str) -> None:
+    if not path.exists():
+        raise VolumeError(f"{what} {str(path)!r} does not exist; check the path (relative paths "
+                          f"are resolved from the current directory {os.getcwd()!r}).")
+
+
+def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Reads a NIfTI volume (scaling applied).
+
+    Args:
+      path: a ``.nii`` or ``.nii.gz`` file.
+
+    Returns:
+      ``(volume float32 [D, H, W], affine float64 [4, 4])``; the affine maps
+      NIfTI voxel indices ``(i, j, k, 1)`` to world millimetres.
+
+    Raises:
+      VolumeError: missing or unreadable file, or not a valid 3D volume.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    _require_file(path, "NIfTI file")
+    try:
+        image = nib.load(str(path))
+        data = np.asarray(image.dataobj, dtype=np.float64)
+    except Exception as err:  # nibabel raises many types for corrupt files
+        raise VolumeError(f"Could not read {str(path)!r} as NIfTI ({err}); check that the file "
+                          "is a complete .nii/.nii.gz image.") from err
+    if data.ndim != 3:
+        validate_volume(data, name=f"NIfTI file {path.name!r}")
+    volume = validate_volume(data.transpose(2, 1, 0), name=f"NIfTI file {path.name!r}")
+    return volume, np.asarray(image.affine, dtype=np.float64)
+
+
+def write_nifti(path: str | os.PathLike, volume: np.ndarray, affine: np.ndarray) -> None:
+    """Writes ``volume [D, H, W]`` as a float32 NIfTI file with ``affine`` ``[4, 4]``."""
+    import nibabel as nib
+
+    volume = np.asarray(volume, dtype=np.float32)
+    if volume.ndim != 3 or np.shape(affine) != (4, 4):
+        raise ValueError(f"write_nifti needs volume [D, H, W] and affine [4, 4], got "
+                         f"{volume.shape} and {np.shape(affine)}.")
+    image = nib.Nifti1Image(volume.transpose(2, 1, 0), np.asarray(affine, np.float64))
+    image.header.set_xyzt_units("mm")
+    nib.save(image, str(path))
+
+
+def voxel_spacing(affine: np.ndarray) -> np.ndarray:
+    """Voxel sizes ``[3]`` along ``(i, j, k)``: the column norms of the affine."""
+    return np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
+
+
+def resized_affine(affine: np.ndarray, old_shape, new_shape) -> np.ndarray:
+    """The affine of a volume resampled from ``old_shape`` to ``new_shape`` (``[D, H, W]``).
+
+    The field of view is kept: voxel sizes scale by old/new along each axis and
+    the origin moves so that the outer voxel edges stay where they were
+    (``jax.image.resize`` samples at the same half-pixel centres).
+
+    Returns:
+      float64 ``[4, 4]``.
+    """
+    scale = np.asarray(old_shape, np.float64)[::-1] / np.asarray(new_shape, np.float64)[::-1]
+    step = np.eye(4)
+    step[:3, :3] = np.diag(scale)
+    step[:3, 3] = (scale - 1.0) / 2.0
+    return np.asarray(affine, np.float64) @ step
+
+
+def cropped_affine(affine: np.ndarray, first_slice: int) -> np.ndarray:
+    """The affine of ``volume[first_slice:]``: the origin moves ``first_slice`` voxels along k."""
+    shift = np.eye(4)
+    shift[2, 3] = first_slice
+    return np.asarray(affine, np.float64) @ shift
+
+
+def _dicom_files(folder: Path) -> list:
+    import pydicom
+
+    slices = []
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        try:
+            ds = pydicom.dcmread(str(path))
+        except Exception:  # not a DICOM file (e.g. a README or DICOMDIR)
+            continue
+        if "PixelData" in ds and "ImagePositionPatient" in ds:
+            slices.append(ds)
+    if not slices:
+        raise VolumeError(f"No DICOM image with pixel data and ImagePositionPatient was found in "
+                          f"{str(folder)!r}; point data.path at the folder of one CT series.")
+    return slices
+
+
+def _dicom_geometry(slices: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row/column direction cosines and the slice positions along the normal."""
+    orientation = np.asarray(slices[0].get("ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), float)
+    row_dir, col_dir = orientation[:3], orientation[3:]
+    normal = np.cross(row_dir, col_dir)
+    positions = np.array([np.dot(np.asarray(s.ImagePositionPatient, float), normal)
+                          for s in slices])
+    return row_dir, col_dir, positions
+
+
+def read_dicom_series(folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Reads a DICOM series folder (one slice per file) in Hounsfield units.
+
+    Slices are sorted by ImagePositionPatient projected on the slice normal
+    (cross product of the ImageOrientationPatient direction cosines); pixel
+    values become ``value * RescaleSlope + RescaleIntercept``.
+
+    Args:
+      folder: directory holding the series' files (other files are skipped).
+
+    Returns:
+      ``(volume float32 [D, H, W] in HU, affine [4, 4])`` with the NIfTI
+      ``(i, j, k)`` voxel convention and RAS+ world millimetres.
+
+    Raises:
+      VolumeError: missing folder, no slices, mixed slice sizes, or bad values.
+    """
+    folder = Path(folder)
+    _require_file(folder, "DICOM folder")
+    if not folder.is_dir():
+        raise VolumeError(f"{str(folder)!r} is a file, not a DICOM series folder; give the folder "
+                          "that holds one .dcm file per slice (or a .nii/.nii.gz file).")
+    slices = _dicom_files(folder)
+    row_dir, col_dir, positions = _dicom_geometry(slices)
+    order = np.argsort(positions, kind="stable")
+    slices, positions = [slices[i] for i in order], positions[order]
+    shapes = {s.pixel_array.shape for s in slices}
+    if len(shapes) != 1:
+        raise VolumeError(f"The DICOM slices in {str(folder)!r} have different sizes {shapes}; "
+                          "the folder must hold a single series.")
+    volume = np.stack([s.pixel_array.astype(np.float64) * float(s.get("RescaleSlope", 1.0))
+                       + float(s.get("RescaleIntercept", 0.0)) for s in slices])
+    volume = validate_volume(volume, name=f"DICOM series {folder.name!r}")
+    return volume, _dicom_affine(slices, row_dir, col_dir, positions)
+
+
+def _dicom_affine(slices, row_dir, col_dir, positions) -> np.ndarray:
+    """NIfTI-convention RAS affine of a sorted DICOM series."""
+    row_spacing, col_spacing = (float(v) for v in slices[0].get("PixelSpacing", [1.0, 1.0]))
+    origin = np.asarray(slices[0].ImagePositionPatient, float)
+    if len(slices) > 1:
+        step = (np.asarray(slices[-1].ImagePositionPatient, float) - origin) / (len(slices) - 1)
+    else:
+        thickness = float(slices[0].get("SliceThickness", 1.0) or 1.0)
+        step = np.cross(row_dir, col_dir) * thickness
+    affine = np.eye(4)
+    affine[:3, 0] = row_dir * col_spacing  # i: along a row, column spacing
+    affine[:3, 1] = col_dir * row_spacing  # j: down a column, row spacing
+    affine[:3, 2] = step
+    affine[:3, 3] = origin
+    del positions
+    return _LPS_TO_RAS @ affine
+
+
+def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Reads a NIfTI file or a DICOM series folder (dispatch on the path).
+
+    Returns:
+      ``(volume float32 [D, H, W], affine [4, 4])``.
+    """
+    path = Path(path)
+    if is_nifti(path):
+        return read_nifti(path)
+    if path.is_dir():
+        return read_dicom_series(path)
+    _require_file(path, "Input")
+    raise VolumeError(f"Cannot read {str(path)!r}: give a .nii/.nii.gz file or a folder holding "
+                      "a DICOM series.")
+
+
+def read_sinogram(path: str | os.PathLike, expected_shape) -> np.ndarray:
+    """Reads a measured sinogram ``.npy`` and checks its shape.
+
+    Args:
+      path: ``.npy`` file holding ``[D, num_angles, num_detectors]``.
+      expected_shape: the shape the geometry produces, ``(D, angles, detectors)``;
+        ``D`` may be ``None`` (any number of slices).
+
+    Returns:
+      float32 array of ``expected_shape``.
+
+    Raises:
+      VolumeError: missing file, wrong shape, or non-finite values.
+    """
+    path = Path(path)
+    _require_file(path, "Sinogram file")
+    try:
+        sinogram = np.load(str(path), allow_pickle=False)
+    except Exception as err:
+        raise VolumeError(f"Could not read {str(path)!r} as a .npy array ({err}).") from err
+    want = tuple(expected_shape)
+    fits = sinogram.ndim == 3 and all(w is None or w == s for w, s in zip(want, sinogram.shape))
+    if not fits:
+        raise VolumeError(f"Sinogram {path.name!r} has shape {sinogram.shape}, but the configured "
+                          f"geometry needs [slices, angles, detectors] = {want} (None: any). Set "
+                          "operator.num_views / num_detectors / range_degrees to match how it was "
+                          "measured.")
+    if not np.all(np.isfinite(sinogram)):
+        raise VolumeError(f"Sinogram {path.name!r} has NaN or infinite values; fill them first.")
+    return sinogram.astype(np.float32)

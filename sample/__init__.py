@@ -1,0 +1,1 @@
+"""Reconstruction CLI: ``python -m sample --config ct.py`` (see `sample.run.run`)."""

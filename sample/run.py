@@ -1,0 +1,251 @@
+"""One reconstruction run: inputs -> FBP and DDS for each noise control -> table and files.
+
+`run(config, config_name, workdir)` is what ``python -m sample`` calls; tests
+call it directly. The library is used through plain keyword arguments; this
+module is the only place that reads the config.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from iscs_jax import figures, io, metrics, noise, operators, samplers, sde
+from iscs_jax.samplers import renoise
+from sample import inputs as inputs_lib
+from sample import prior as prior_lib
+from sample import report
+from sample.errors import UserError
+
+WARM_STARTS = ("fbp", "none")
+#: Volumes are windowed to [0, 1], so PSNR/SSIM use a data range of 1.
+DATA_RANGE = 1.0
+
+
+def noise_kinds(config) -> list[str]:
+    """The noise controls to run: ``compare`` ("iid,iscs") or else ``noise.kind``."""
+    kinds = [k.strip() for k in str(config.compare).split(",") if k.strip()]
+    kinds = kinds or [config.noise.kind]
+    unknown = [k for k in kinds if k not in noise.NOISE_KINDS]
+    if unknown or len(set(kinds)) != len(kinds):
+        raise UserError(f"compare={config.compare!r} / noise.kind={config.noise.kind!r}: each "
+                        f"noise control must be one of {sorted(noise.NOISE_KINDS)}, listed once "
+                        "(e.g. --config.compare=iid,iscs).")
+    return kinds
+
+
+def check_sampler_config(config) -> None:
+    """Clear errors for sampler settings out of range (before any work is done)."""
+    s = config.sampler
+    problems = []
+    if s.name not in samplers.SAMPLERS:
+        problems.append(f"sampler.name={s.name!r} is not one of {sorted(samplers.SAMPLERS)}")
+    if s.mode not in renoise.RENOISE_MODES:
+        problems.append(f"sampler.mode={s.mode!r} is not one of {sorted(renoise.RENOISE_MODES)}")
+    if not 0.0 <= s.eta <= 1.0:
+        problems.append(f"sampler.eta={s.eta} is outside [0, 1]")
+    if s.steps < 1 or s.cg_iters < 0 or s.chunk_size < 1 or s.rho < 0:
+        problems.append(f"need sampler.steps >= 1, cg_iters >= 0, chunk_size >= 1 and rho >= 0 "
+                        f"(got {s.steps}, {s.cg_iters}, {s.chunk_size}, {s.rho})")
+    if s.warm_start not in WARM_STARTS:
+        problems.append(f"sampler.warm_start={s.warm_start!r} is not one of {WARM_STARTS}")
+    if s.fbp_filter not in operators.FILTERS:
+        problems.append(f"sampler.fbp_filter={s.fbp_filter!r} is not one of "
+                        f"{sorted(operators.FILTERS)}")
+    if config.num_samples < 1:
+        problems.append(f"num_samples={config.num_samples} must be >= 1")
+    if problems:
+        raise UserError("Invalid config: " + "; ".join(problems) + ". Fix these overrides.")
+
+
+def sigma_min(config, prior) -> float:
+    """``sde.sigma_min``, or the prior's own when the config leaves it at 0."""
+    return float(config.sde.sigma_min if config.sde.sigma_min > 0 else prior.sigma_min)
+
+
+def noise_levels(config, prior) -> np.ndarray:
+    """``[steps]`` decreasing sigmas of the VE schedule from sde.sigma_max to `sigma_min`."""
+    try:
+        schedule = sde.VESDE(sigma_min=sigma_min(config, prior),
+                             sigma_max=float(config.sde.sigma_max))
+    except ValueError as err:
+        raise UserError(f"{err} Set --config.sde.sigma_max (and sde.sigma_min).") from err
+    return np.asarray(schedule.sigmas(int(config.sampler.steps)), np.float32)
+
+
+def _timed(fn, *args, **kwargs):
+    """Runs ``fn`` and waits for the result; returns (numpy result, seconds)."""
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn(*args, **kwargs))
+    return np.asarray(out), time.perf_counter() - start
+
+
+def _compile_seconds(jitted, *args, **kwargs) -> float:
+    """Compiles ``jitted`` for these arguments (cached by JAX); returns the seconds it took."""
+    start = time.perf_counter()
+    jitted.lower(*args, **kwargs).compile()
+    return time.perf_counter() - start
+
+
+@functools.partial(jax.jit, static_argnames=("operator", "filter_name"))
+def _fbp(y, *, operator, filter_name):
+    return operator.fbp(y, filter=filter_name)
+
+
+def run_fbp(operator, y, filter_name: str):
+    """FBP of every slice; returns (``[D, R, R]``, seconds without compilation)."""
+    _compile_seconds(_fbp, y, operator=operator, filter_name=filter_name)
+    return _timed(_fbp, y, operator=operator, filter_name=filter_name)
+
+
+def switch_noise(kinds: tuple[str, ...], index: jax.Array):
+    """A `NoiseFn` running the noise control ``kinds[index]`` (one compilation for all kinds)."""
+    fns = [noise.make_noise_fn(kind) for kind in kinds]
+
+    def noise_fn(key, slice_ids, num_slices, slice_shape):
+        branches = [functools.partial(f, num_slices=num_slices, slice_shape=tuple(slice_shape))
+                    for f in fns]
+        return jax.lax.switch(index, [lambda k, ids, f=f: f(k, ids) for f in branches],
+                              key, slice_ids)
+
+    return noise_fn
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "sampler", "operator", "denoise_fn", "kinds", "mode", "eta", "cg_iters", "chunk_size"))
+def _reconstruct(key, y, x_init, sigmas, rho, kind_index, *, sampler, operator, denoise_fn,
+                 kinds, mode, eta, cg_iters, chunk_size):
+    """One DDS reconstruction; module level so repeated runs reuse the compilation."""
+    return samplers.get_sampler(sampler)(
+        key, y, operator, report.with_progress(denoise_fn),
+        noise=switch_noise(kinds, kind_index), sigmas=sigmas, x_init=x_init, mode=mode, eta=eta,
+        cg_iters=cg_iters, rho=rho, chunk_size=chunk_size)
+
+
+def run_noise_kinds(kinds, key, y, operator, denoise_fn, sigmas, x_init, config, log):
+    """``num_samples`` DDS reconstructions for each noise control in ``kinds``.
+
+    Sample k uses ``fold_in(key, k)`` whatever the control, so controls are
+    compared on the same keys.
+
+    Returns:
+      kind -> ``(mean [D, R, R], std [D, R, R] or None, seconds per volume)``.
+    """
+    s = config.sampler
+    every_kind = tuple(sorted(noise.NOISE_KINDS))  # one compilation serves every selection
+    static = dict(sampler=s.name, operator=operator, denoise_fn=denoise_fn, kinds=every_kind,
+                  mode=s.mode, eta=float(s.eta), cg_iters=int(s.cg_iters),
+                  chunk_size=int(s.chunk_size))
+    args = (y, x_init, jax.numpy.asarray(sigmas), jax.numpy.float32(s.rho))
+    log(f"compiling the sampler ({len(sigmas)} steps)...")
+    compile_seconds = _compile_seconds(_reconstruct, key, *args, jax.numpy.int32(0), **static)
+    log(f"compiled in {compile_seconds:.1f} s")
+    results = {}
+    for kind in kinds:
+        index = every_kind.index(kind)
+        draws, seconds = [], []
+        for k in range(config.num_samples):
+            report.PROGRESS.start(len(sigmas), f"{kind} {k + 1}/{config.num_samples}")
+            volume, elapsed = _timed(_reconstruct, jax.random.fold_in(key, k), *args,
+                                     jax.numpy.int32(index), **static)
+            report.PROGRESS.close()
+            draws.append(volume)
+            seconds.append(elapsed)
+        draws = np.stack(draws)
+        std = draws.std(axis=0) if len(draws) > 1 else None
+        results[kind] = (draws.mean(axis=0), std, float(np.mean(seconds)))
+    return results
+
+
+def method_metrics(volumes, reference, seconds) -> dict:
+    """method -> metrics.json entry (only ``seconds`` without a reference)."""
+    table = {}
+    for name, volume in volumes.items():
+        entry = ({} if reference is None else
+                 metrics.volume_metrics(volume, reference, data_range=DATA_RANGE))
+        table[name] = _to_builtin({**entry, "seconds": seconds[name]})
+    return table
+
+
+def _to_builtin(tree):
+    if isinstance(tree, dict):
+        return {k: _to_builtin(v) for k, v in tree.items()}
+    return float(np.asarray(tree))
+
+
+def write_results(folder: Path, inputs, volumes, stds, table, config, figure) -> None:
+    """Writes the NIfTI volumes, measurement, metrics, config and figure into ``folder``."""
+    for name, volume in volumes.items():
+        filename = "fbp.nii.gz" if name == "fbp" else f"recon_{name}.nii.gz"
+        io.write_nifti(folder / filename, volume, inputs.affine)
+    for name, std in stds.items():
+        io.write_nifti(folder / f"std_{name}.nii.gz", std, inputs.affine)
+    if inputs.reference is not None:
+        io.write_nifti(folder / "gt.nii.gz", inputs.reference, inputs.affine)
+    np.save(folder / "measurement.npy", inputs.measurement)
+    (folder / "metrics.json").write_text(json.dumps(table, indent=2) + "\n")
+    (folder / "config.json").write_text(config.to_json(indent=2) + "\n")
+    figures.save_figure(figure, folder / "figure.png")
+
+
+def make_figure(volumes, inputs, config_name):
+    """Orthogonal views of ground truth, FBP and each reconstruction, with error maps."""
+    labels = {name: ("FBP" if name == "fbp" else name) for name in volumes}
+    spacing = io.voxel_spacing(inputs.affine)[::-1]
+    return figures.orthogonal_views({labels[n]: v for n, v in volumes.items()},
+                                    reference=inputs.reference, spacing=spacing,
+                                    title=f"{config_name}: {inputs.source}")
+
+
+def run(config, config_name: str, workdir: str | Path = "results", *, progress: bool = True,
+        log=print) -> Path:
+    """Runs a reconstruction config end to end and writes its result folder.
+
+    Args:
+      config: a config from ``configs/ct.py``-style files (after overrides).
+      config_name: names the results subfolder (``<workdir>/<config_name>/``).
+      workdir: results root.
+      progress: show a tqdm bar per reconstruction.
+      log: where the summary lines and the table go.
+
+    Returns:
+      the result folder ``<workdir>/<config_name>/<timestamp>``.
+
+    Raises:
+      UserError: bad input or config (message names the problem and the fix).
+    """
+    kinds = noise_kinds(config)
+    check_sampler_config(config)
+    prior = prior_lib.load_prior(config.prior)
+    prior_lib.check_prior(prior, name=config.prior.name)
+    resolution = prior_lib.slice_size(prior)
+    sigmas = noise_levels(config, prior)
+    config = config.copy_and_resolve_references()  # config.json records what actually ran
+    config.sde.sigma_min = sigma_min(config, prior)
+    measurement_key, sample_key = jax.random.split(jax.random.key(config.seed))
+    inputs = inputs_lib.prepare_inputs(measurement_key, config, resolution)
+    log(f"input: {inputs.source} -> {inputs.measurement.shape[0]} slices of "
+        f"{resolution}x{resolution}; {config.operator.geometry}, {inputs.operator.num_angles} "
+        f"views; prior {config.prior.name}; {config.sampler.steps} steps")
+    y = jax.numpy.asarray(inputs.measurement)
+    fbp, fbp_seconds = run_fbp(inputs.operator, y, config.sampler.fbp_filter)
+    volumes, stds, seconds = {"fbp": fbp}, {}, {"fbp": fbp_seconds}
+    x_init = jax.numpy.asarray(fbp) if config.sampler.warm_start == "fbp" else None
+    report.PROGRESS.enabled = progress
+    results = run_noise_kinds(kinds, sample_key, y, inputs.operator, prior.denoise_fn, sigmas,
+                              x_init, config, log)
+    for kind, (mean, std, kind_seconds) in results.items():
+        volumes[kind], seconds[kind] = mean, kind_seconds
+        if std is not None:
+            stds[kind] = std
+    table = method_metrics(volumes, inputs.reference, seconds)
+    log(report.format_table(table))
+    with report.result_folder(Path(workdir) / config_name) as folder:
+        write_results(folder.path, inputs, volumes, stds, table, config,
+                      make_figure(volumes, inputs, config_name))
+    return folder.final

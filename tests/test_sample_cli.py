@@ -1,0 +1,329 @@
+"""End-to-end tests of ``python -m sample`` on ``:smoke`` settings.
+
+Every run uses the closed-form ``gaussian`` prior at 32x32 (no shipped weights
+needed), 4 slices and 3 steps; runs in this process share one compilation of
+the sampler. One success and one failure also run as real subprocesses.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import nibabel as nib
+import numpy as np
+import pytest
+from skimage.metrics import peak_signal_noise_ratio
+
+import test_io
+from iscs_jax import io, operators
+from iscs_jax.data import phantom
+from sample import cli, inputs, prior, report
+from sample.__main__ import main
+from sample.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+RESOLUTION = 32
+FAST = ["--config.prior.name=gaussian", f"--config.prior.resolution={RESOLUTION}"]
+HU_MIN, HU_MAX = -1000.0, 1600.0  # the configs' default window
+
+
+def smoke(workdir, *extra, config="ct.py:smoke"):
+    return ["--config", config, *FAST, "--workdir", str(workdir), *extra]
+
+
+def run_ok(capsys, argv):
+    """Runs the CLI in this process; returns (result folder, stdout)."""
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    folder = Path(out.strip().splitlines()[-1])
+    assert folder.is_dir()
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".tmp")]
+    return folder, out
+
+
+def run_fails(capsys, argv, *messages):
+    """Runs the CLI expecting a user error; returns stderr."""
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    for message in messages:
+        assert message in captured.err, captured.err
+    assert "Traceback" not in captured.err and captured.err.startswith("error: ")
+    return captured.err
+
+
+def load(folder, name):
+    image = nib.load(folder / name)
+    return np.asarray(image.dataobj).transpose(2, 1, 0), image.affine
+
+
+def world(affine, ijk):
+    return (affine @ np.append(np.asarray(ijk, float), 1.0))[:3]
+
+
+def test_default_phantom_smoke(tmp_path, capsys):
+    folder, out = run_ok(capsys, smoke(tmp_path))
+    assert folder.parent == tmp_path / "ct"
+    names = {p.name for p in folder.iterdir()}
+    assert {"recon_iid.nii.gz", "recon_iscs.nii.gz", "gt.nii.gz", "fbp.nii.gz", "measurement.npy",
+            "metrics.json", "config.json", "figure.png"} <= names
+    gt, affine = load(folder, "gt.nii.gz")
+    np.testing.assert_allclose(gt, phantom.phantom_volume(1234, (4, RESOLUTION, RESOLUTION)),
+                               atol=1e-6)
+    np.testing.assert_allclose(affine, np.eye(4))
+    operator = operators.ParallelBeam((RESOLUTION, RESOLUTION), operators.sparse_view_angles(20))
+    np.testing.assert_allclose(np.load(folder / "measurement.npy"), operator.A(jnp.asarray(gt)),
+                               rtol=1e-4, atol=1e-4)
+    table = json.loads((folder / "metrics.json").read_text())
+    assert list(table) == ["fbp", "iid", "iscs"]
+    for name, entry in table.items():
+        assert set(entry) == {"psnr", "ssim", "discontinuity", "seconds", "axial", "coronal",
+                              "sagittal"}
+        assert set(entry["coronal"]) == {"psnr", "ssim"} and entry["seconds"] >= 0
+        volume = load(folder, "fbp.nii.gz" if name == "fbp" else f"recon_{name}.nii.gz")[0]
+        assert entry["psnr"] == pytest.approx(
+            peak_signal_noise_ratio(gt, volume, data_range=1.0), abs=0.05)
+    iid, iscs = load(folder, "recon_iid.nii.gz")[0], load(folder, "recon_iscs.nii.gz")[0]
+    assert np.abs(iid - iscs).max() > 1e-4  # different noise controls, same key
+    for row in ("fbp", "iid", "iscs"):
+        assert any(line.startswith(row) for line in out.splitlines())
+    config = json.loads((folder / "config.json").read_text())
+    assert config["sampler"]["steps"] == 3 and config["prior"]["name"] == "gaussian"
+    # The progress callback counted every step once (each step calls the denoiser on 2 chunks).
+    assert report.PROGRESS.steps_seen == config["sampler"]["steps"] == 3
+    assert config["sampler"]["chunk_size"] == 2
+
+
+def test_nifti_input_keeps_affine_after_resize_and_slice_range(tmp_path, capsys):
+    depth, height, width = 7, 40, 48
+    affine = np.array([[-0.8, 0, 0, 30.0], [0, 0.9, 0, -20.0], [0, 0, 2.0, 5.0], [0, 0, 0, 1]])
+    coef = np.array([9.0, -7.0, 4.0])  # HU, linear in world millimetres
+
+    def hu_at(ijk):
+        return 200.0 + coef @ world(affine, ijk)
+
+    hu = np.array([[[hu_at((w, h, d)) for w in range(width)] for h in range(height)]
+                   for d in range(depth)])
+    io.write_nifti(tmp_path / "scan.nii.gz", hu, affine)
+    folder, _ = run_ok(capsys, smoke(tmp_path / "out", f"--config.data.path={tmp_path}/scan.nii.gz",
+                                     "--config.data.slice_start=2"))
+    for name in ("gt.nii.gz", "fbp.nii.gz", "recon_iscs.nii.gz"):
+        volume, out_affine = load(folder, name)
+        assert volume.shape == (4, RESOLUTION, RESOLUTION)
+        np.testing.assert_allclose(io.voxel_spacing(out_affine),
+                                   [0.8 * width / RESOLUTION, 0.9 * height / RESOLUTION, 2.0])
+        # The field of view is kept: the outer voxel corner lands where it was (slice 2 on).
+        np.testing.assert_allclose(world(out_affine, (-0.5, -0.5, 0)),
+                                   world(affine, (-0.5, -0.5, 2)), atol=1e-9)
+    gt, out_affine = load(folder, "gt.nii.gz")
+    # Interior voxels of a ramp: the antialiased resize is exact up to the discretised kernel
+    # (< 0.5 HU here); a half-voxel error in the affine would be off by > 5 HU (2e-3).
+    for d, h, w in [(0, 10, 12), (3, 20, 5), (1, 25, 27)]:
+        expected = (200.0 + coef @ world(out_affine, (w, h, d)) - HU_MIN) / (HU_MAX - HU_MIN)
+        assert gt[d, h, w] == pytest.approx(expected, abs=6e-4)
+
+
+def test_dicom_series_input(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    hu = np.round(rng.uniform(-900, 1500, size=(4, RESOLUTION, RESOLUTION)) / 2) * 2
+    test_io.write_dicom_series(tmp_path / "series", hu)
+    folder, _ = run_ok(capsys, smoke(tmp_path / "out", f"--config.data.path={tmp_path}/series",
+                                     "--config.compare=iscs"))
+    gt, affine = load(folder, "gt.nii.gz")
+    np.testing.assert_allclose(gt, (hu - HU_MIN) / (HU_MAX - HU_MIN), atol=1e-6)
+    np.testing.assert_allclose(affine, io.read_dicom_series(tmp_path / "series")[1])
+    assert set(json.loads((folder / "metrics.json").read_text())) == {"fbp", "iscs"}
+
+
+def test_num_samples_writes_mean_and_std(tmp_path, capsys):
+    folder, _ = run_ok(capsys, smoke(tmp_path, "--config.num_samples=2", "--config.compare=",
+                                     "--config.noise.kind=iid"))
+    std, _ = load(folder, "std_iid.nii.gz")
+    assert std.shape == (4, RESOLUTION, RESOLUTION) and std.min() >= 0 and std.max() > 1e-4
+    assert set(json.loads((folder / "metrics.json").read_text())) == {"fbp", "iid"}
+
+
+def test_measured_sinogram_without_reference(tmp_path, capsys):
+    operator = operators.ParallelBeam((RESOLUTION, RESOLUTION), operators.sparse_view_angles(20))
+    volume = phantom.phantom_volume(7, (4, RESOLUTION, RESOLUTION))
+    np.save(tmp_path / "y.npy", np.asarray(operator.A(jnp.asarray(volume))))
+    folder, out = run_ok(capsys, smoke(tmp_path / "out", f"--config.data.sinogram={tmp_path}/y.npy",
+                                       "--config.compare=iscs"))
+    assert not (folder / "gt.nii.gz").exists()
+    assert json.loads((folder / "metrics.json").read_text())["iscs"].keys() == {"seconds"}
+    np.save(tmp_path / "bad.npy", np.ones((4, 19, 45)))
+    run_fails(capsys, smoke(tmp_path / "out2", f"--config.data.sinogram={tmp_path}/bad.npy"),
+              "geometry needs", "num_views")
+
+
+def _nifti(path, data):
+    nib.save(nib.Nifti1Image(np.asarray(data, np.float32), np.eye(4)), path)
+    return f"--config.data.path={path}"
+
+
+def _bad_inputs(tmp):
+    rng = np.random.default_rng(0)
+    nan = rng.normal(size=(32, 32, 4))
+    nan[3, 4, 1] = np.nan
+    inf = rng.normal(size=(32, 32, 4))
+    inf[0, 0, 0] = np.inf
+    return {
+        "missing": ([f"--config.data.path={tmp}/missing.nii.gz"], ["does not exist"]),
+        "2d": ([_nifti(tmp / "a.nii", rng.normal(size=(32, 32)))], ["2 dimension", "3D volume"]),
+        "4d": ([_nifti(tmp / "b.nii", rng.normal(size=(32, 32, 4, 2)))], ["4 dimension"]),
+        "nan": ([_nifti(tmp / "c.nii", nan)], ["1 NaN or infinite", "nan_to_num"]),
+        "inf": ([_nifti(tmp / "d.nii", inf)], ["1 NaN or infinite"]),
+        "empty": ([_nifti(tmp / "e.nii", np.zeros((32, 32, 0)))], ["empty"]),
+        "constant": ([_nifti(tmp / "f.nii", np.full((32, 32, 4), 5.0))], ["constant"]),
+        "windowed constant": ([_nifti(tmp / "g.nii", rng.uniform(-3000, -2000, (32, 32, 4)))],
+                              ["after the intensity window", "constant"]),
+        "unknown key": (["--config.sampler.stepz=3"], ["'sampler.stepz'", "sampler.steps",
+                                                       "Valid keys", "data.path"]),
+        "bad type": (["--config.sampler.steps=many"], ["config.sampler.steps", "int"]),
+        "resolution": ([_nifti(tmp / "h.nii", rng.normal(size=(40, 40, 4))),
+                        "--config.data.resize=False"], ["40x40", "32x32", "data.resize=True"]),
+        "zero views": (["--config.operator.num_views=0"], ["num_views=0", "positive"]),
+        "negative views": (["--config.operator.num_views=-3"], ["num_views=-3"]),
+        "angle range 0": (["--config.operator.range_degrees=0"], ["(0, 180]"]),
+        "angle range 200": (["--config.operator.range_degrees=200"], ["(0, 180]"]),
+        "unknown config": (["--config", "nope.py"], ["'nope.py'", "ct.py", "lact.py"]),
+        "noise kind": (["--config.compare=iid,bogus"], ["bogus", "iscs"]),
+        "sampler settings": (["--config.sampler.eta=1.5", "--config.sampler.fbp_filter=box"],
+                             ["sampler.eta=1.5", "'box'", "ramp"]),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_inputs(Path("/tmp"))))
+def test_bad_input_is_one_paragraph_and_leaves_nothing(tmp_path, capsys, case):
+    extra, messages = _bad_inputs(tmp_path)[case]
+    workdir = tmp_path / "results"
+    run_fails(capsys, smoke(workdir, *extra, config="lact.py:smoke"), *messages)
+    assert not workdir.exists()
+
+
+def test_verbose_shows_the_exception(tmp_path):
+    with pytest.raises(UserError, match="num_views"):
+        main(smoke(tmp_path, "--config.operator.num_views=0", "--verbose"))
+
+
+def test_prior_channel_and_resolution_checks():
+    three = types.SimpleNamespace(channels=3, resolution=64)
+    with pytest.raises(UserError, match="'rgb' models 3-channel"):
+        prior.check_prior(three, name="rgb")
+    grey = types.SimpleNamespace(channels=1, resolution=(64, 64), metadata={})
+    prior.check_prior(grey, resolution=64)
+    with pytest.raises(UserError, match="data.resize=True"):
+        prior.check_prior(grey, resolution=32)
+    assert prior.slice_size(grey) == 64
+
+
+def test_config_resolution_and_overrides(tmp_path):
+    config, name = cli.load_config("ct.py:smoke")
+    assert name == "ct" and config.sampler.steps == 3
+    assert 16 <= cli.load_config("ct")[0].operator.num_views <= 30
+    lact = cli.load_config(str(REPO / "configs" / "lact.py"))[0]
+    assert lact.operator.geometry == "limited_angle" and lact.operator.range_degrees in (90, 120)
+    args = cli.parse_args(["--config=ct.py", "--config.sampler.steps", "50",
+                           "--config.data.resize=false", "--config.sde.sigma_max=7",
+                           "--workdir", str(tmp_path), "-v"])
+    assert args.config.sampler.steps == 50 and args.config.data.resize is False
+    assert args.config.sde.sigma_max == 7.0 and args.workdir == str(tmp_path) and args.verbose
+    defaults = cli.load_config("ct.py")[0]
+    assert defaults.prior.name == "phantom64" and defaults.compare == "iid,iscs"
+    assert defaults.sde.sigma_max == 5 and defaults.sampler.steps == 30
+    assert defaults.sampler.cg_iters == 10 and defaults.data.phantom_seed >= 1000
+    with pytest.raises(UserError, match="Unknown flag"):
+        cli.parse_args(["--config", "ct.py", "--steps=3"])
+
+
+def test_measurement_noise_statistics():
+    y = jnp.linspace(0.0, 20.0, 50_000)
+    key = jax.random.key(0)
+    gaussian = types.SimpleNamespace(measurement_noise="gaussian", noise_std=0.5)
+    residual = inputs.add_measurement_noise(key, y, gaussian) - y
+    assert float(jnp.std(residual)) == pytest.approx(0.5, rel=0.01)
+    poisson = types.SimpleNamespace(measurement_noise="poisson", photons=1e4, attenuation=4.0)
+    noisy = inputs.add_measurement_noise(key, y, poisson)
+    scale = 4.0 / 20.0
+    # Delta method: var(-log(N / I0) / s) = 1 / (s^2 I0 exp(-s y)).
+    predicted = 1.0 / (scale**2 * 1e4 * jnp.exp(-scale * y))
+    z = (noisy - y) / jnp.sqrt(predicted)
+    assert float(jnp.mean(z)) == pytest.approx(0.0, abs=0.02)
+    assert float(jnp.std(z)) == pytest.approx(1.0, abs=0.03)
+    with pytest.raises(UserError, match="measurement_noise"):
+        inputs.add_measurement_noise(key, y, types.SimpleNamespace(measurement_noise="salt"))
+
+
+def test_result_folder_is_atomic(tmp_path):
+    parent = tmp_path / "a" / "b"
+    with pytest.raises(RuntimeError):
+        with report.result_folder(parent) as folder:
+            (folder.path / "half.txt").write_text("x")
+            raise RuntimeError("boom")
+    assert not (tmp_path / "a").exists()
+    with report.result_folder(parent) as first:
+        (first.path / "x.txt").write_text("x")
+    with report.result_folder(parent) as second:
+        pass
+    assert first.final != second.final and (first.final / "x.txt").exists()
+    assert sorted(p.name for p in parent.iterdir()) == sorted([first.final.name,
+                                                               second.final.name])
+
+
+def write_tiny_prior(folder, channels=1, resolution=16):
+    """An untrained tiny U-Net in the `iscs_jax.priors.load` format (NAME.json + NAME.msgpack)."""
+    from flax import nnx, serialization
+
+    from iscs_jax.models import UNet, UNetConfig
+
+    config = UNetConfig(channels=channels, base_width=8, channel_mults=(1, 2),
+                        attention_resolutions=(), norm_groups=4, embedding_dim=16)
+    # Shapes only (eager initialisation is slow on CPU), then small random weights.
+    shapes = nnx.to_pure_dict(nnx.state(nnx.eval_shape(
+        lambda: UNet(config, resolution, rngs=nnx.Rngs(0)))))
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda s: rng.normal(0, 0.05, s.shape).astype(s.dtype), shapes)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / f"tiny{channels}"
+    stem.with_suffix(".msgpack").write_bytes(serialization.msgpack_serialize(params))
+    stem.with_suffix(".json").write_text(json.dumps({
+        "model": config.to_dict(), "resolution": resolution, "sigma_data": 0.2,
+        "data_mean": 0.13, "sigma_min": 0.01, "sigma_max": 50.0}))
+    return stem
+
+
+def test_learned_prior_channel_mismatch_and_missing_prior(tmp_path, capsys):
+    two = write_tiny_prior(tmp_path / "priors", channels=2)
+    run_fails(capsys, ["--config", "ct.py:smoke", f"--config.prior.name={two}",
+                       "--workdir", str(tmp_path / "out2")], "2-channel", "single-channel")
+    run_fails(capsys, ["--config", "ct.py:smoke", f"--config.prior.name={tmp_path}/none",
+                       "--workdir", str(tmp_path / "out3")], "Could not load the prior",
+              "prior.name=gaussian")
+    assert not (tmp_path / "out2").exists() and not (tmp_path / "out3").exists()
+
+
+def _subprocess(args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
+    return subprocess.run([sys.executable, "-m", "sample", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_cli_subprocess_with_a_learned_prior_file_and_failure(tmp_path):
+    """``python -m sample`` with an (untrained, tiny) U-Net prior in the shipped file format."""
+    stem = write_tiny_prior(tmp_path / "priors")
+    done = _subprocess(["--config", "ct.py:smoke", f"--config.prior.name={stem}",
+                        "--config.compare=iscs", "--config.sampler.steps=2", "--workdir", "runs"],
+                       cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / done.stdout.strip().splitlines()[-1]
+    assert folder.parent == tmp_path / "runs" / "ct"
+    recon, _ = load(folder, "recon_iscs.nii.gz")
+    assert recon.shape == (4, 16, 16) and np.all(np.isfinite(recon))
+    assert json.loads((folder / "config.json").read_text())["sde"]["sigma_min"] == 0.01
+    failed = _subprocess(smoke("runs2", "--config.data.path=missing.nii.gz"), cwd=tmp_path)
+    assert failed.returncode != 0 and "does not exist" in failed.stderr
+    assert "Traceback" not in failed.stderr and not (tmp_path / "runs2").exists()
