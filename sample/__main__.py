@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted: no result folder was written.", file=sys.stderr)
         return 130
-    print(folder)
+    if folder is not None:  # None on processes other than 0 (they write nothing)
+        print(folder)
     return 0
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from iscs_jax import figures, io, metrics, noise, operators, samplers, sde
+from iscs_jax import figures, io, metrics, noise, operators, parallel, samplers, sde
 from iscs_jax.samplers import renoise
 from sample import inputs as inputs_lib
 from sample import prior as prior_lib
@@ -127,15 +127,28 @@ def _reconstruct(key, y, x_init, sigmas, rho, kind_index, *, sampler, operator, 
         cg_iters=cg_iters, rho=rho, chunk_size=chunk_size)
 
 
-def run_noise_kinds(kinds, key, y, operator, denoise_fn, sigmas, x_init, config, log):
-    """``num_samples`` DDS reconstructions for each noise control in ``kinds``.
+def _sharded_runner(mesh, y, operator, denoise_fn, sigmas, x_init, config):
+    """``(kind, key) -> volume`` running `reconstruct_sharded` over ``mesh``.
 
-    Sample k uses ``fold_in(key, k)`` whatever the control, so controls are
-    compared on the same keys.
-
-    Returns:
-      kind -> ``(mean [D, R, R], std [D, R, R] or None, seconds per volume)``.
+    The noise kind is static there (one compilation per kind), so each kind's first call is a
+    warm-up whose result is discarded; progress reports arrive from every device but the bar
+    only advances when sigma changes.
     """
+    s = config.sampler
+    denoise_fn = report.with_progress(denoise_fn)
+
+    def run_one(kind, key):
+        volume = samplers.reconstruct_sharded(
+            key, y, operator, denoise_fn, mesh=mesh, noise=kind, sigmas=sigmas, x_init=x_init,
+            rho=float(s.rho), mode=s.mode, eta=float(s.eta), cg_iters=int(s.cg_iters),
+            chunk_size=int(s.chunk_size))
+        return parallel.gather_to_host(volume)
+
+    return run_one
+
+
+def _single_device_runner(key, y, operator, denoise_fn, sigmas, x_init, config, log):
+    """``(kind, key) -> volume`` on one device; compiles once for every noise kind."""
     s = config.sampler
     every_kind = tuple(sorted(noise.NOISE_KINDS))  # one compilation serves every selection
     static = dict(sampler=s.name, operator=operator, denoise_fn=denoise_fn, kinds=every_kind,
@@ -145,14 +158,39 @@ def run_noise_kinds(kinds, key, y, operator, denoise_fn, sigmas, x_init, config,
     log(f"compiling the sampler ({len(sigmas)} steps)...")
     compile_seconds = _compile_seconds(_reconstruct, key, *args, jax.numpy.int32(0), **static)
     log(f"compiled in {compile_seconds:.1f} s")
+    return lambda kind, k: _reconstruct(k, *args, jax.numpy.int32(every_kind.index(kind)),
+                                        **static)
+
+
+def run_noise_kinds(kinds, key, y, operator, denoise_fn, sigmas, x_init, config, log,
+                    mesh=None):
+    """``num_samples`` DDS reconstructions for each noise control in ``kinds``.
+
+    Sample k uses ``fold_in(key, k)`` whatever the control, so controls are
+    compared on the same keys. With a ``mesh`` of more than one device the
+    slices are sharded over it (`samplers.reconstruct_sharded`).
+
+    Returns:
+      kind -> ``(mean [D, R, R], std [D, R, R] or None, seconds per volume)``.
+    """
+    sharded = mesh is not None and mesh.size > 1
+    if sharded:
+        log(f"sharding {y.shape[0]} slices over {mesh.size} devices")
+        run_one = _sharded_runner(mesh, y, operator, denoise_fn, sigmas, x_init, config)
+    else:
+        run_one = _single_device_runner(key, y, operator, denoise_fn, sigmas, x_init, config, log)
     results = {}
     for kind in kinds:
-        index = every_kind.index(kind)
+        if sharded:
+            warm_up = time.perf_counter()
+            report.PROGRESS.start(len(sigmas), f"{kind} (compiling)")
+            jax.block_until_ready(run_one(kind, key))
+            report.PROGRESS.close()
+            log(f"{kind}: compiled (warm-up run) in {time.perf_counter() - warm_up:.1f} s")
         draws, seconds = [], []
         for k in range(config.num_samples):
             report.PROGRESS.start(len(sigmas), f"{kind} {k + 1}/{config.num_samples}")
-            volume, elapsed = _timed(_reconstruct, jax.random.fold_in(key, k), *args,
-                                     jax.numpy.int32(index), **static)
+            volume, elapsed = _timed(run_one, kind, jax.random.fold_in(key, k))
             report.PROGRESS.close()
             draws.append(volume)
             seconds.append(elapsed)
@@ -160,6 +198,16 @@ def run_noise_kinds(kinds, key, y, operator, denoise_fn, sigmas, x_init, config,
         std = draws.std(axis=0) if len(draws) > 1 else None
         results[kind] = (draws.mean(axis=0), std, float(np.mean(seconds)))
     return results
+
+
+def device_mesh(config):
+    """Calls ``jax.distributed.initialize()`` if asked, then the slice mesh of the config."""
+    if config.parallel.distributed:
+        jax.distributed.initialize()
+    try:
+        return parallel.make_mesh(int(config.parallel.num_devices))
+    except ValueError as err:
+        raise UserError(f"{err} Set --config.parallel.num_devices accordingly.") from err
 
 
 def method_metrics(volumes, reference, seconds) -> dict:
@@ -214,13 +262,15 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
       log: where the summary lines and the table go.
 
     Returns:
-      the result folder ``<workdir>/<config_name>/<timestamp>``.
+      the result folder ``<workdir>/<config_name>/<timestamp>`` (``None`` on processes other
+      than 0 of a multi-host run, which write nothing).
 
     Raises:
       UserError: bad input or config (message names the problem and the fix).
     """
     kinds = noise_kinds(config)
     check_sampler_config(config)
+    mesh = device_mesh(config)
     prior = prior_lib.load_prior(config.prior)
     prior_lib.check_prior(prior, name=config.prior.name)
     resolution = prior_lib.slice_size(prior)
@@ -238,13 +288,15 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
     x_init = jax.numpy.asarray(fbp) if config.sampler.warm_start == "fbp" else None
     report.PROGRESS.enabled = progress
     results = run_noise_kinds(kinds, sample_key, y, inputs.operator, prior.denoise_fn, sigmas,
-                              x_init, config, log)
+                              x_init, config, log, mesh=mesh)
     for kind, (mean, std, kind_seconds) in results.items():
         volumes[kind], seconds[kind] = mean, kind_seconds
         if std is not None:
             stds[kind] = std
     table = method_metrics(volumes, inputs.reference, seconds)
     log(report.format_table(table))
+    if jax.process_index() != 0:  # every process computed the same result; process 0 writes it
+        return None
     with report.result_folder(Path(workdir) / config_name) as folder:
         write_results(folder.path, inputs, volumes, stds, table, config,
                       make_figure(volumes, inputs, config_name))

@@ -327,3 +327,22 @@ def test_cli_subprocess_with_a_learned_prior_file_and_failure(tmp_path):
     failed = _subprocess(smoke("runs2", "--config.data.path=missing.nii.gz"), cwd=tmp_path)
     assert failed.returncode != 0 and "does not exist" in failed.stderr
     assert "Traceback" not in failed.stderr and not (tmp_path / "runs2").exists()
+
+
+def test_cli_on_two_devices_matches_one_device(tmp_path, capsys):
+    """``parallel.num_devices=2`` (fake CPU devices, 5 slices: padded) gives the 1-device result."""
+    five = ("--config.data.phantom_slices=5", "--config.data.num_slices=5")
+    single, _ = run_ok(capsys, smoke(tmp_path / "one", *five))
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    done = subprocess.run(
+        [sys.executable, "-m", "sample", *smoke(tmp_path / "two", *five),
+         "--config.parallel.num_devices=2"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu", **env},
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "sharding 5 slices over 2 devices" in done.stdout
+    sharded = Path(done.stdout.strip().splitlines()[-1])
+    for name in ("recon_iid.nii.gz", "recon_iscs.nii.gz"):
+        np.testing.assert_allclose(load(sharded, name)[0], load(single, name)[0], atol=1e-5)
+    run_fails(capsys, smoke(tmp_path / "three", "--config.parallel.num_devices=3"),
+              "parallel.num_devices=3")
