@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from iscs_jax.models import (UNet, UNetConfig, edm_loss_weight, edm_scalings, make_denoise_fn,
@@ -12,27 +13,35 @@ TINY = UNetConfig(base_width=4, channel_mults=(1, 2), attention_resolutions=(8,)
                   embedding_dim=8)
 
 
+@pytest.fixture(scope="module")
+def tiny_model():
+    """One tiny U-Net for the module (initialising compiles an RNG program per weight shape)."""
+    return UNet(TINY, 16, rngs=nnx.Rngs(0))
+
+
 def _randomised(model):
     """The model with every parameter redrawn N(0, 0.3^2) (zero-init layers made active)."""
     graphdef, state = nnx.split(model)
     leaves, treedef = jax.tree.flatten(state)
-    keys = jax.random.split(jax.random.key(1), len(leaves))
-    leaves = [0.3 * jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)]
+    rng = np.random.default_rng(1)  # numpy: one jax.random program per shape would compile 84x
+    leaves = [jnp.asarray(0.3 * rng.standard_normal(x.shape), jnp.float32) for x in leaves]
     return nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
 
 
-def test_unet_shapes_with_and_without_channel_axis():
-    model = UNet(TINY, 16, rngs=nnx.Rngs(0))
+def test_unet_shapes_with_and_without_channel_axis(tiny_model):
+    model = tiny_model
     x = jax.random.normal(jax.random.key(0), (3, 16, 16))
-    assert model(x, jnp.zeros(3)).shape == (3, 16, 16)
-    assert model(x[..., None], jnp.zeros(3)).shape == (3, 16, 16, 1)
+    apply = nnx.jit(lambda m, x, c: m(x, c))  # eager NNX dispatch is slow on CPU
+    assert apply(model, x, jnp.zeros(3)).shape == (3, 16, 16)
+    assert apply(model, x[..., None], jnp.zeros(3)).shape == (3, 16, 16, 1)
 
 
-def test_unet_depends_on_noise_level():
-    model = _randomised(UNet(TINY, 16, rngs=nnx.Rngs(0)))
+def test_unet_depends_on_noise_level(tiny_model):
+    model = _randomised(tiny_model)
     x = jax.random.normal(jax.random.key(0), (2, 16, 16))
-    a = model(x, jnp.full(2, jnp.log(0.05) / 4))
-    b = model(x, jnp.full(2, jnp.log(5.0) / 4))
+    apply = nnx.jit(lambda m, x, c: m(x, c))
+    a = apply(model, x, jnp.full(2, jnp.log(0.05) / 4))
+    b = apply(model, x, jnp.full(2, jnp.log(5.0) / 4))
     assert float(jnp.mean(jnp.abs(a - b))) > 1e-3 * float(jnp.mean(jnp.abs(a)))
 
 
@@ -55,8 +64,8 @@ def test_zero_network_is_the_gaussian_posterior_mean():
     np.testing.assert_allclose(d, mu + s**2 / (s**2 + sigma**2) * (x - mu), rtol=1e-5, atol=1e-6)
 
 
-def test_denoise_fn_scalar_sigma_jit_and_identity_at_tiny_sigma():
-    model = _randomised(UNet(TINY, 16, rngs=nnx.Rngs(0)))
+def test_denoise_fn_scalar_sigma_jit_and_identity_at_tiny_sigma(tiny_model):
+    model = _randomised(tiny_model)
     graphdef, state = nnx.split(model)
     denoise = jax.jit(make_denoise_fn(graphdef, state, sigma_data=0.5, data_mean=0.2))
     x = jax.random.uniform(jax.random.key(3), (2, 16, 16))
