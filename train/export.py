@@ -24,6 +24,9 @@ from train import loop
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir.", required=True)
 _NAME = flags.DEFINE_string("name", None, "Prior name (file stem).", required=True)
 _OUT_DIR = flags.DEFINE_string("out_dir", priors.ASSETS_DIR, "Where to write the prior.")
+_TRAIN_COMMAND = flags.DEFINE_string(
+    "train_command", "python -m train --config configs/train_phantom.py --workdir {workdir}",
+    "The training command recorded in the metadata ({workdir} is filled in).")
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
@@ -59,8 +62,17 @@ def last_loss(workdir: str):
     return json.loads(lines[-1])["loss"] if lines else None
 
 
-def export(workdir: str, name: str, out_dir: str, command: str | None = None) -> str:
-    """Writes ``out_dir/name.{msgpack,json}``; returns the path stem."""
+def export(workdir: str, name: str, out_dir: str, command: str | None = None,
+           export_command: str | None = None) -> str:
+    """Writes ``out_dir/name.{msgpack,json}``; returns the path stem.
+
+    Args:
+      workdir: training workdir (its latest good checkpoint is exported).
+      name: prior name (file stem).
+      out_dir: destination folder.
+      command: the training command that produced the checkpoint (recorded).
+      export_command: the export command line (recorded).
+    """
     config = read_config(workdir)
     ema, step = restore_ema(workdir, config)
     os.makedirs(out_dir, exist_ok=True)
@@ -74,7 +86,7 @@ def export(workdir: str, name: str, out_dir: str, command: str | None = None) ->
         "data_mean": config.model.data_mean, "sigma_min": config.train.sigma_min,
         "sigma_max": config.train.sigma_max, "train_steps": int(step),
         "final_loss": last_loss(workdir), "train_config": config.to_dict(),
-        "command": command,
+        "command": command, "export_command": export_command,
     }
     with open(stem + ".json", "w") as f:
         json.dump(meta, f, indent=2)
@@ -84,7 +96,9 @@ def export(workdir: str, name: str, out_dir: str, command: str | None = None) ->
 def main(argv):
     del argv
     absl_logging.set_verbosity(absl_logging.WARNING)
-    stem = export(_WORKDIR.value, _NAME.value, _OUT_DIR.value, command=" ".join(sys.argv))
+    stem = export(_WORKDIR.value, _NAME.value, _OUT_DIR.value,
+                  command=_TRAIN_COMMAND.value.format(workdir=_WORKDIR.value),
+                  export_command="python -m train.export " + " ".join(sys.argv[1:]))
     print(f"Wrote {stem}.msgpack and {stem}.json")
 
 
