@@ -102,7 +102,7 @@ def make_train_step(graphdef, tx: optax.GradientTransformation,
         decay = jnp.minimum(ema_decay, (1.0 + step) / (10.0 + step))
         ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, state["ema"], params)
         new = dict(state, step=step + 1, params=params, opt_state=opt_state, ema=ema)
-        return new, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        return new, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
     return train_step
 
