@@ -59,7 +59,9 @@ def sampler_config() -> ml_collections.ConfigDict:
     sampler.name = "dds"
     sampler.steps = 30  # NFE of the published CT setting.
     sampler.mode = "dds"  # re-noising rule: dds, ddpm, ddim, diffpir.
-    sampler.eta = 0.85  # stochasticity of the re-noising, in [0, 1].
+    # Stochasticity of the re-noising in [0, 1]; < 0 uses the mode's own default
+    # (dds 0.85, ddim 1, ddpm 1, diffpir 0.5).
+    sampler.eta = -1.0
     sampler.cg_iters = 10
     sampler.rho = 0.0  # Tikhonov weight of the CG step (the published CT setting uses 0).
     sampler.chunk_size = 8  # slices per denoiser call.

@@ -47,8 +47,9 @@ def check_sampler_config(config) -> None:
         problems.append(f"sampler.name={s.name!r} is not one of {sorted(samplers.SAMPLERS)}")
     if s.mode not in renoise.RENOISE_MODES:
         problems.append(f"sampler.mode={s.mode!r} is not one of {sorted(renoise.RENOISE_MODES)}")
-    if not 0.0 <= s.eta <= 1.0:
-        problems.append(f"sampler.eta={s.eta} is outside [0, 1]")
+    if s.eta > 1.0:
+        problems.append(f"sampler.eta={s.eta} is above 1 (use [0, 1], or < 0 for the mode's "
+                        "default)")
     if s.steps < 1 or s.cg_iters < 0 or s.chunk_size < 1 or s.rho < 0:
         problems.append(f"need sampler.steps >= 1, cg_iters >= 0, chunk_size >= 1 and rho >= 0 "
                         f"(got {s.steps}, {s.cg_iters}, {s.chunk_size}, {s.rho})")
@@ -61,6 +62,11 @@ def check_sampler_config(config) -> None:
         problems.append(f"num_samples={config.num_samples} must be >= 1")
     if problems:
         raise UserError("Invalid config: " + "; ".join(problems) + ". Fix these overrides.")
+
+
+def resolved_eta(config) -> float | None:
+    """``sampler.eta``, or ``None`` (the re-noising mode's default) when it is negative."""
+    return None if config.sampler.eta < 0 else float(config.sampler.eta)
 
 
 def sigma_min(config, prior) -> float:
@@ -140,7 +146,7 @@ def _sharded_runner(mesh, y, operator, denoise_fn, sigmas, x_init, config):
     def run_one(kind, key):
         volume = samplers.reconstruct_sharded(
             key, y, operator, denoise_fn, mesh=mesh, noise=kind, sigmas=sigmas, x_init=x_init,
-            rho=float(s.rho), mode=s.mode, eta=float(s.eta), cg_iters=int(s.cg_iters),
+            rho=float(s.rho), mode=s.mode, eta=resolved_eta(config), cg_iters=int(s.cg_iters),
             chunk_size=int(s.chunk_size))
         return parallel.gather_to_host(volume)
 
@@ -152,7 +158,7 @@ def _single_device_runner(key, y, operator, denoise_fn, sigmas, x_init, config, 
     s = config.sampler
     every_kind = tuple(sorted(noise.NOISE_KINDS))  # one compilation serves every selection
     static = dict(sampler=s.name, operator=operator, denoise_fn=denoise_fn, kinds=every_kind,
-                  mode=s.mode, eta=float(s.eta), cg_iters=int(s.cg_iters),
+                  mode=s.mode, eta=resolved_eta(config), cg_iters=int(s.cg_iters),
                   chunk_size=int(s.chunk_size))
     args = (y, x_init, jax.numpy.asarray(sigmas), jax.numpy.float32(s.rho))
     log(f"compiling the sampler ({len(sigmas)} steps)...")
@@ -202,12 +208,14 @@ def run_noise_kinds(kinds, key, y, operator, denoise_fn, sigmas, x_init, config,
 
 def device_mesh(config):
     """Calls ``jax.distributed.initialize()`` if asked, then the slice mesh of the config."""
-    if config.parallel.distributed:
-        jax.distributed.initialize()
     try:
+        if config.parallel.distributed:
+            jax.distributed.initialize()
         return parallel.make_mesh(int(config.parallel.num_devices))
-    except ValueError as err:
-        raise UserError(f"{err} Set --config.parallel.num_devices accordingly.") from err
+    except (ValueError, RuntimeError) as err:
+        raise UserError(f"{err} Check --config.parallel.num_devices and, for multi-host runs "
+                        "with parallel.distributed=True, the coordinator settings "
+                        "(jax.distributed.initialize).") from err
 
 
 def method_metrics(volumes, reference, seconds) -> dict:

@@ -1,5 +1,6 @@
 """Trainer: loss decreases, exact resume, corrupted checkpoints, smoke run + export + load."""
 
+import json
 import os
 
 import jax
@@ -107,3 +108,17 @@ def test_smoke_config_trains_end_to_end_then_exports_and_loads(tmp_path):
     assert prior.denoise_fn(x, 0.5).shape == (2, 32, 32)
     with pytest.raises(ValueError, match="shipped"):
         priors.load("no_such_prior")
+
+
+def test_resume_refuses_another_model_config_and_trims_metrics(tmp_path):
+    config = tiny_config()
+    loop.record_config(config, str(tmp_path))
+    loop.record_config(config, str(tmp_path))  # same config: fine (a resume)
+    changed = tiny_config()
+    changed.model.base_width = 8
+    with pytest.raises(checkpoint.CheckpointError, match="model config differs"):
+        loop.record_config(changed, str(tmp_path))
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(f'{{"step": {s}, "loss": 1.0}}\n' for s in range(1, 7)))
+    loop.trim_metrics(str(path), 3)  # a run killed at step 6 resumes from the step-3 checkpoint
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3]

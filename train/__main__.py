@@ -3,11 +3,14 @@
 Re-running the same command resumes from the newest checkpoint in ``DIR``.
 """
 
+import sys
+
 import jax
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from iscs_jax.checkpoint import CheckpointError
 from train import loop
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (checkpoints, metrics.jsonl).",
@@ -20,9 +23,13 @@ def main(argv):
     del argv
     absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
     config = _CONFIG.value
-    if config.parallel.distributed:
-        jax.distributed.initialize()
-    loop.train(config, _WORKDIR.value)
+    try:
+        if config.parallel.distributed:
+            jax.distributed.initialize()
+        loop.train(config, _WORKDIR.value)
+    except (CheckpointError, ValueError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -148,6 +148,38 @@ def init_or_restore(config, workdir: str, tx, mesh):
     return graphdef, state, manager
 
 
+def record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Writes ``workdir/config.json``, or checks a resumed run keeps its model and data.
+
+    Raises:
+      checkpoint.CheckpointError: the workdir holds a run with another ``model``/``data``
+        section (its checkpoints would not fit, and an export would describe the wrong model).
+    """
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, "config.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        new = json.loads(config.to_json())
+        changed = [k for k in ("model", "data") if saved.get(k) != new.get(k)]
+        if changed:
+            raise checkpoint.CheckpointError(
+                f"{workdir} holds a run whose {' and '.join(changed)} config differs from this "
+                f"one (see {path}). Use a new --workdir, or the same config to resume.")
+    with open(path, "w") as f:
+        f.write(config.to_json(indent=2))
+
+
+def trim_metrics(path: str, step: int) -> None:
+    """Drops metric lines after ``step`` (logged after the checkpoint a run resumes from)."""
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+    with open(path, "w") as f:
+        f.writelines(lines)
+
+
 def append_metrics(path: str, record: dict) -> None:
     """Appends one JSON line to ``path``."""
     with open(path, "a") as f:
@@ -168,9 +200,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, slices: np.ndarray | 
     Returns:
       ``(graphdef, state)`` after the last step.
     """
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json(indent=2))
+    record_config(config, workdir)
     num_steps = config.train.num_steps if num_steps is None else num_steps
     slices = load_slices(config) if slices is None else slices
     mesh = parallel.make_mesh(config.parallel.num_devices, "batch")
@@ -190,6 +220,7 @@ def _run(state, step_fn, manager, slices, config, workdir, num_steps, progress, 
     from tqdm import tqdm
     start = int(state["step"])
     metrics_path = os.path.join(workdir, "metrics.jsonl")
+    trim_metrics(metrics_path, start)
     batch_sharding = parallel.leading_axis_sharding(mesh)
     bar = tqdm(range(start, num_steps), initial=start, total=num_steps, disable=not progress,
                mininterval=5.0)

@@ -82,7 +82,8 @@ def data_consistency(operator, aty: jax.Array, x0_hat: jax.Array, rho: jax.Array
       operator: has ``A`` and ``AT`` (``AT(A(x))`` maps ``[D, H, W]`` to itself).
       aty: ``A^T y``, ``[D, H, W]``.
       x0_hat: denoised volume ``[D, H, W]``.
-      rho: Tikhonov weight (scalar > 0).
+      rho: Tikhonov weight (scalar >= 0; 0 is plain CG on the normal equations from x0_hat,
+        regularised by early stopping, as in the published CT setting).
       cg_iters: number of CG iterations.
       inner: CG inner product (psum-reduced when sharded).
       mask: ``[D, 1, 1]`` (or scalar) multiplying every CG vector; padded
