@@ -200,12 +200,18 @@ def read_dicom_series(folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray
     row_dir, col_dir, positions = _dicom_geometry(slices)
     order = np.argsort(positions, kind="stable")
     slices, positions = [slices[i] for i in order], positions[order]
-    shapes = {s.pixel_array.shape for s in slices}
+    try:
+        pixels = [s.pixel_array for s in slices]
+    except Exception as err:  # pydicom raises many types for compressed / corrupt pixel data
+        raise VolumeError(f"Could not decode the pixel data of the DICOM series in "
+                          f"{str(folder)!r} ({err}); install the decoder pydicom names, or "
+                          "convert the series to NIfTI.") from err
+    shapes = {p.shape for p in pixels}
     if len(shapes) != 1:
         raise VolumeError(f"The DICOM slices in {str(folder)!r} have different sizes {shapes}; "
                           "the folder must hold a single series.")
-    volume = np.stack([s.pixel_array.astype(np.float64) * float(s.get("RescaleSlope", 1.0))
-                       + float(s.get("RescaleIntercept", 0.0)) for s in slices])
+    volume = np.stack([p.astype(np.float64) * float(s.get("RescaleSlope", 1.0))
+                       + float(s.get("RescaleIntercept", 0.0)) for p, s in zip(pixels, slices)])
     volume = validate_volume(volume, name=f"DICOM series {folder.name!r}")
     return volume, _dicom_affine(slices, row_dir, col_dir, positions)
 

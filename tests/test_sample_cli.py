@@ -197,9 +197,17 @@ def _bad_inputs(tmp):
     }
 
 
-@pytest.mark.parametrize("case", list(_bad_inputs(Path("/tmp"))))
+BAD_INPUTS = ("missing", "2d", "4d", "nan", "inf", "empty", "constant", "windowed constant",
+              "unknown key", "bad type", "resolution", "zero views", "negative views",
+              "angle range 0", "angle range 200", "unknown config", "noise kind",
+              "sampler settings")
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_is_one_paragraph_and_leaves_nothing(tmp_path, capsys, case):
-    extra, messages = _bad_inputs(tmp_path)[case]
+    cases = _bad_inputs(tmp_path)
+    assert set(cases) == set(BAD_INPUTS)
+    extra, messages = cases[case]
     workdir = tmp_path / "results"
     run_fails(capsys, smoke(workdir, *extra, config="lact.py:smoke"), *messages)
     assert not workdir.exists()
