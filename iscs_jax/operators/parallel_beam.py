@@ -37,6 +37,24 @@ def _hat(u: jax.Array) -> jax.Array:
     return jnp.maximum(0.0, 1.0 - jnp.abs(u))
 
 
+def _linear_taps(position: jax.Array, length: int):
+    """The two linear-interpolation taps at fractional ``position`` on a grid of ``length``.
+
+    Shared by the forward projector and its adjoint so both use the same matrix entries.
+
+    Returns:
+      ``[(index, weight), (index, weight)]`` for floor(position) and floor(position) + 1;
+      indices clipped to ``[0, length - 1]`` (int32), weights 0 outside the grid.
+    """
+    k0 = jnp.floor(position)
+    taps = []
+    for k in (k0, k0 + 1.0):
+        inside = (k >= 0) & (k <= length - 1)
+        taps.append((jnp.clip(k, 0, length - 1).astype(jnp.int32),
+                     jnp.where(inside, _hat(position - k), 0.0)))
+    return taps
+
+
 def _scan_sum(term, xs):
     """sum_n term(xs[n]) by `lax.scan` (leading axis of the pytree ``xs``).
 
@@ -91,13 +109,9 @@ def _project_lines(image: jax.Array, params: jax.Array, num_detectors: int) -> j
     def block_sum(first_line):
         lines = first_line + jnp.arange(block)
         p = a + b * j + c * lines.astype(jnp.float32)[:, None]  # [block, num_detectors]
-        k0 = jnp.floor(p)
         total = 0.0
-        for k in (k0, k0 + 1.0):
-            inside = (k >= 0) & (k <= length - 1)
-            weight = jnp.where(inside, _hat(p - k), 0.0)
-            index = lines[:, None] * length + jnp.clip(k, 0, length - 1).astype(jnp.int32)
-            total = total + weight[..., None] * flat[index]
+        for k, weight in _linear_taps(p, length):
+            total = total + weight[..., None] * flat[lines[:, None] * length + k]
         return (ones @ total.reshape(block, -1)).reshape(num_detectors, batch)
 
     return w * _scan_sum(block_sum, jnp.arange(num_blocks) * block)
@@ -280,13 +294,9 @@ def _pixel_backproject(sino: jax.Array, angles: tuple[float, ...],
     def view_term(inputs):
         view, (cos, sin) = inputs
         t = u * cos + v * sin + num_detectors // 2  # [H, W] detector position
-        j0 = jnp.floor(t)
         total = 0.0
-        for j in (j0, j0 + 1.0):
-            inside = (j >= 0) & (j <= num_detectors - 1)
-            weight = jnp.where(inside, _hat(t - j), 0.0)
-            index = jnp.clip(j, 0, num_detectors - 1).astype(jnp.int32)
-            total = total + weight[..., None] * view[index]
+        for j, weight in _linear_taps(t, num_detectors):
+            total = total + weight[..., None] * view[j]
         return total
 
     return _scan_sum(view_term, (sino, trig))
