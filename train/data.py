@@ -29,16 +29,19 @@ def phantom_source(data: ml_collections.ConfigDict) -> np.ndarray:
     return phantom_slices(0, data.num_volumes, shape).astype(np.float32)
 
 
+def resample_hu(volume: np.ndarray, resolution: int) -> np.ndarray:
+    """HU slices ``[N, h, w]`` -> ``[N, R, R]`` HU: padding becomes air, then an antialiased resize."""
+    return nifti.resize_slices(np.maximum(volume, AIR_HU), resolution)
+
+
 def hu_volume_slices(volume: np.ndarray, resolution: int, hu_range) -> np.ndarray:
-    """HU slices ``[N, h, w]`` -> ``[N, R, R]`` in [0, 1]: air floor, resize, then HU window.
+    """HU slices ``[N, h, w]`` -> ``[N, R, R]`` in [0, 1]: `resample_hu`, then the HU window.
 
     Resizing happens in HU, before the window, so that an int16 HU volume resampled
-    with this function and windowed by the CLI (``data.intensity="hu"``) gives the
-    same images the prior was trained on.
+    with `resample_hu` (the embedded demo volume, see `train.slab`) and windowed by the
+    CLI (``data.intensity="hu"``) gives the images the prior was trained on.
     """
-    volume = np.maximum(volume, AIR_HU)
-    resized = nifti.resize_slices(volume, resolution)
-    return nifti.ct_window(resized, hu_range)
+    return nifti.ct_window(resample_hu(volume, resolution), hu_range)
 
 
 def nifti_source(data: ml_collections.ConfigDict) -> np.ndarray:
