@@ -15,7 +15,16 @@ from iscs_jax import operators
 def examples() -> dict:
     """name -> (operator, volume_shape); tiny shapes so the contract runs in seconds."""
     beam = operators.ParallelBeam((10, 9), tuple(np.linspace(0.1, 3.0, 5)))
+    cone = operators.ConeBeam((5, 8, 7), tuple(np.linspace(0.2, 6.0, 5)), source_origin=20.0,
+                              origin_detector=15.0, detector_shape=(6, 9),
+                              detector_spacing=(2.0, 1.8), voxel_size=(1.5, 1.0, 1.2),
+                              view_chunk=2)
+    fan = operators.FanBeam((8, 7), tuple(np.linspace(0.2, 6.0, 5)), source_origin=20.0,
+                            origin_detector=15.0, num_detectors=11, detector_spacing=1.5,
+                            pixel_size=(1.0, 1.2), view_chunk=2)
     return {
+        "cone_beam": (cone, (5, 8, 7)),
+        "fan_beam": (fan, (5, 8, 7)),
         "parallel_beam": (beam, (5, 10, 9)),
         "zblur": (operators.ZBlur((0.1, 0.2, 0.4, 0.2, 0.1), image_shape=(6, 7)), (5, 6, 7)),
     }

@@ -7,6 +7,13 @@ contract tests of ``tests/test_operator_contract.py``.
 """
 
 from iscs_jax.operators import protocol
+from iscs_jax.operators.cone_beam import (
+    ConeBeam,
+    arc_angles,
+    full_orbit_angles,
+    short_scan_angles,
+)
+from iscs_jax.operators.fan_beam import FanBeam
 from iscs_jax.operators.filters import FILTERS, fbp_filter
 from iscs_jax.operators.parallel_beam import (
     ParallelBeam,
@@ -19,10 +26,17 @@ from iscs_jax.operators.zaxis import ZBlur
 #: Registered operators by name (see `operators.protocol`).
 OPERATORS = {
     "parallel_beam": ParallelBeam,
+    "fan_beam": FanBeam,
+    "cone_beam": ConeBeam,
     "zblur": ZBlur,
 }
 
 __all__ = [
+    "ConeBeam",
+    "FanBeam",
+    "arc_angles",
+    "full_orbit_angles",
+    "short_scan_angles",
     "COUPLINGS",
     "FILTERS",
     "OPERATORS",
