@@ -6,7 +6,7 @@
 contract tests of ``tests/test_operator_contract.py``.
 """
 
-from iscs_jax.operators import protocol
+from iscs_jax.operators import divergent, protocol
 from iscs_jax.operators.cone_beam import (
     ConeBeam,
     arc_angles,
