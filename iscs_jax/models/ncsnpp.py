@@ -128,7 +128,8 @@ class ResBlock(nnx.Module):
 
     def __init__(self, cin: int, cout: int, temb_dim: int, cfg: NCSNppConfig, *,
                  resample: str | None = None, dtype=jnp.float32, rngs: nnx.Rngs):
-        self.resample, self.fir_kernel, self.skip_rescale = resample, cfg.fir_kernel, cfg.skip_rescale
+        self.resample, self.fir_kernel = resample, cfg.fir_kernel
+        self.skip_rescale = cfg.skip_rescale
         self.norm_0 = _norm(cin, dtype, rngs)
         self.conv_0 = _conv(cin, cout, 3, dtype, rngs)
         self.dense_0 = _linear(temb_dim, cout, dtype, rngs)

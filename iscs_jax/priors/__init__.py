@@ -1,4 +1,4 @@
-"""Pretrained priors: ``load("phantom64")`` or ``load("priors/aapm256")`` returns a ready `DenoiseFn`.
+"""Pretrained priors: ``load("phantom64")`` or ``load("priors/aapm256")`` gives a `DenoiseFn`.
 
 A prior is two files, ``NAME.json`` + ``NAME.msgpack``, in the format owned by
 `iscs_jax.priors.format` (written by ``train/export.py`` and by
