@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from iscs_jax.convert import score_sde  # noqa: E402
@@ -52,18 +53,13 @@ def matmul_rate(dtype, n: int = 2048, repeats: int = 10) -> float:
 
 
 def random_state(cfg: ncsnpp.NCSNppConfig, dtype):
-    """``(graphdef, state)`` with random weights, initialised by one jitted call."""
+    """``(graphdef, state)`` with random float32 weights (numpy: no compilation)."""
     abstract = nnx.eval_shape(lambda: ncsnpp.NCSNpp(cfg, dtype=dtype, rngs=nnx.Rngs(0)))
-    graphdef, shapes = nnx.split(abstract)
-
-    @jax.jit
-    def init(key):
-        leaves, treedef = jax.tree.flatten(shapes)
-        keys = jax.random.split(key, len(leaves))
-        scaled = [0.05 * jax.random.normal(k, s.shape, s.dtype) for k, s in zip(keys, leaves)]
-        return jax.tree.unflatten(treedef, scaled)
-
-    state = init(jax.random.key(0))
+    graphdef, state = nnx.split(abstract)
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda s: 0.05 * rng.standard_normal(s.shape, np.float32),
+                          nnx.to_pure_dict(state))
+    nnx.replace_by_pure_dict(state, params)
     return graphdef, state
 
 
