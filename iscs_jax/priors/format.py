@@ -113,7 +113,11 @@ class PriorMeta:
 
 
 def _upgrade_legacy(doc: dict[str, Any]) -> dict[str, Any]:
-    """A format-1 document from the first layout (an EDM U-Net, keys at the top level)."""
+    """A format-1 document from the first layout (an EDM U-Net, keys at the top level).
+
+    The HU window is the training config's ``data.hu_min``/``hu_max``, else [-1000, 1600].
+    """
+    window = doc.get("train_config", {}).get("data", {})
     provenance = {k: doc[k] for k in ("train_steps", "final_loss", "train_config", "command",
                                       "export_command") if k in doc}
     return {"name": doc.get("name", ""), "architecture": "unet", "config": doc["model"],
@@ -121,7 +125,8 @@ def _upgrade_legacy(doc: dict[str, Any]) -> dict[str, Any]:
                                  "data_mean": doc.get("data_mean", 0.0)},
             "resolution": doc["resolution"], "channels": doc.get("channels",
                                                                  doc["model"].get("channels", 1)),
-            "intensity": {"kind": "hu_window", "hu_min": -1000.0, "hu_max": 1600.0},
+            "intensity": {"kind": "hu_window", "hu_min": float(window.get("hu_min", -1000.0)),
+                          "hu_max": float(window.get("hu_max", 1600.0))},
             "sigma_min": doc["sigma_min"], "sigma_max": doc["sigma_max"],
             "provenance": provenance}
 
@@ -131,6 +136,7 @@ def _atomic_write(path: str, data: bytes) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600 files; priors are shared, read-only data
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
