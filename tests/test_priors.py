@@ -72,10 +72,11 @@ def test_newer_format_version_asks_for_an_upgrade(tmp_path):
         prior_format.read(stem)
 
 
-def test_shipped_phantom64_denoises_exactly_as_in_the_first_layout(tmp_path):
-    """The shipped prior, rewritten in format 1, gives the same output as a copy in the first
+@pytest.mark.parametrize("name", ["phantom64", "chest128"])
+def test_shipped_priors_denoise_exactly_as_in_the_first_layout(tmp_path, name):
+    """A shipped prior, rewritten in format 1, gives the same output as a copy in the first
     layout (U-Net keys at the top level) read through the legacy path: weights unchanged."""
-    stem = priors.resolve("phantom64")
+    stem = priors.resolve(name)
     meta = prior_format.read_meta(stem)
     legacy = {"name": meta.name, "model": meta.config, "resolution": meta.resolution,
               "sigma_data": meta.parameterisation["sigma_data"],
@@ -83,10 +84,11 @@ def test_shipped_phantom64_denoises_exactly_as_in_the_first_layout(tmp_path):
               "sigma_max": meta.sigma_max, **meta.provenance}
     (tmp_path / "old.json").write_text(json.dumps(legacy))
     shutil.copy(stem + ".msgpack", tmp_path / "old.msgpack")
-    new, old = priors.load("phantom64"), priors.load(str(tmp_path / "old"))
-    assert old.metadata["architecture"] == "unet"
+    new, old = priors.load(name), priors.load(str(tmp_path / "old"))
+    assert old.metadata["architecture"] == "unet" and meta.provenance["format_rewrite"]
     assert old.metadata["provenance"]["train_steps"] == meta.provenance["train_steps"]
-    x = jax.random.uniform(jax.random.key(0), (2, 64, 64))
+    assert old.metadata["intensity"] == meta.intensity
+    x = jax.random.uniform(jax.random.key(0), (2, meta.resolution, meta.resolution))
     for sigma in (0.05, 3.0):
         np.testing.assert_array_equal(jax.jit(new.denoise_fn)(x, sigma),
                                       jax.jit(old.denoise_fn)(x, sigma))
