@@ -41,6 +41,14 @@ def prior_config() -> ml_collections.ConfigDict:
     """The 2D prior: a shipped name, a checkpoint path, or "gaussian" (no learned prior)."""
     prior = ml_collections.ConfigDict()
     prior.name = "chest128"  # trained on slices 0-64 of the chest CT; "phantom64" for phantoms
+    # A prior file instead of a name (wins over name when set): the stem of NAME.json +
+    # NAME.msgpack (e.g. priors/aapm256 written by python -m iscs_jax.convert), or a score_sde
+    # .pth checkpoint, converted on load with prior.kind=score_sde (needs PyTorch).
+    prior.path = ""
+    # "auto": the parameterisation the file records; "edm" or "score_sde": require it.
+    prior.kind = "auto"
+    # Only for a .pth path: its network config ("" = configs/models/ncsnpp_256.py).
+    prior.model_config = ""
     # Only for name="gaussian" (a closed-form MMSE denoiser of a per-pixel Gaussian, for tests
     # and ablations): image size, prior mean and standard deviation.
     prior.resolution = 64

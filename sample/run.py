@@ -280,7 +280,7 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
     check_sampler_config(config)
     mesh = device_mesh(config)
     prior = prior_lib.load_prior(config.prior)
-    prior_lib.check_prior(prior, name=config.prior.name)
+    prior_lib.check_prior(prior, name=prior_lib.prior_source(config.prior))
     resolution = prior_lib.slice_size(prior)
     sigmas = noise_levels(config, prior)
     config = config.copy_and_resolve_references()  # config.json records what actually ran
@@ -289,7 +289,10 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
     inputs = inputs_lib.prepare_inputs(measurement_key, config, resolution)
     log(f"input: {inputs.source} -> {inputs.measurement.shape[0]} slices of "
         f"{resolution}x{resolution}; {config.operator.geometry}, {inputs.operator.num_angles} "
-        f"views; prior {config.prior.name}; {config.sampler.steps} steps")
+        f"views; prior {prior_lib.prior_source(config.prior)}; {config.sampler.steps} steps")
+    note = prior_lib.intensity_note(prior, config.data)
+    if note:
+        log(note)
     y = jax.numpy.asarray(inputs.measurement)
     fbp, fbp_seconds = run_fbp(inputs.operator, y, config.sampler.fbp_filter)
     volumes, stds, seconds = {"fbp": fbp}, {}, {"fbp": fbp_seconds}

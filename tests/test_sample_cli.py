@@ -221,13 +221,18 @@ def _bad_inputs(tmp):
         "noise kind": (["--config.compare=iid,bogus"], ["bogus", "iscs"]),
         "sampler settings": (["--config.sampler.eta=1.5", "--config.sampler.fbp_filter=box"],
                              ["sampler.eta=1.5", "'box'", "ramp"]),
+        "prior kind": (["--config.prior.kind=bogus"], ["prior.kind='bogus'", "'score_sde'"]),
+        "prior kind mismatch": (["--config.prior.path=phantom64", "--config.prior.kind=score_sde"],
+                                ["'ve_score' prior", "'edm'", "prior.kind=auto"]),
+        "pth without kind": ([f"--config.prior.path={tmp}/ckpt.pth"],
+                             ["PyTorch checkpoint", "prior.kind=score_sde"]),
     }
 
 
 BAD_INPUTS = ("missing", "2d", "4d", "nan", "inf", "empty", "constant", "windowed constant",
               "unknown key", "bad type", "resolution", "zero views", "negative views",
               "angle range 0", "angle range 200", "unknown config", "noise kind",
-              "sampler settings")
+              "sampler settings", "prior kind", "prior kind mismatch", "pth without kind")
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
@@ -316,10 +321,11 @@ def test_result_folder_is_atomic(tmp_path):
 
 
 def write_tiny_prior(folder, channels=1, resolution=16):
-    """An untrained tiny U-Net in the `iscs_jax.priors.load` format (NAME.json + NAME.msgpack)."""
-    from flax import nnx, serialization
+    """An untrained tiny U-Net in the `iscs_jax.priors.format` files (NAME.json + NAME.msgpack)."""
+    from flax import nnx
 
     from iscs_jax.models import UNet, UNetConfig
+    from iscs_jax.priors import format as prior_format
 
     config = UNetConfig(channels=channels, base_width=8, channel_mults=(1, 2),
                         attention_resolutions=(), norm_groups=4, embedding_dim=16)
@@ -328,13 +334,13 @@ def write_tiny_prior(folder, channels=1, resolution=16):
         lambda: UNet(config, resolution, rngs=nnx.Rngs(0)))))
     rng = np.random.default_rng(0)
     params = jax.tree.map(lambda s: rng.normal(0, 0.05, s.shape).astype(s.dtype), shapes)
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = folder / f"tiny{channels}"
-    stem.with_suffix(".msgpack").write_bytes(serialization.msgpack_serialize(params))
-    stem.with_suffix(".json").write_text(json.dumps({
-        "model": config.to_dict(), "resolution": resolution, "sigma_data": 0.2,
-        "data_mean": 0.13, "sigma_min": 0.01, "sigma_max": 50.0}))
-    return stem
+    meta = prior_format.PriorMeta(
+        name=f"tiny{channels}", architecture="unet", config=config.to_dict(),
+        parameterisation={"kind": "edm", "sigma_data": 0.2, "data_mean": 0.13},
+        resolution=resolution, channels=channels,
+        intensity={"kind": "hu_window", "hu_min": -1000.0, "hu_max": 1600.0},
+        sigma_min=0.01, sigma_max=50.0)
+    return Path(prior_format.write(str(folder / f"tiny{channels}"), meta, params))
 
 
 def test_learned_prior_channel_mismatch_and_missing_prior(tmp_path, capsys):
@@ -345,6 +351,26 @@ def test_learned_prior_channel_mismatch_and_missing_prior(tmp_path, capsys):
                        "--workdir", str(tmp_path / "out3")], "Could not load the prior",
               "prior.name=gaussian")
     assert not (tmp_path / "out2").exists() and not (tmp_path / "out3").exists()
+
+
+def test_converted_score_sde_prior_runs_through_the_cli(tmp_path, capsys):
+    """A (random, tiny) NCSN++ converted from a score_sde-style checkpoint, used with
+    ``--config.prior.path=... --config.prior.kind=score_sde``."""
+    from iscs_jax.convert import score_sde
+    from test_ncsnpp import MODEL_CONFIG, random_state_dict, tiny_config
+
+    stem = score_sde.to_prior({"model": random_state_dict(tiny_config())}, MODEL_CONFIG + ":tiny",
+                              str(tmp_path / "priors" / "tiny_ncsnpp"), weights="model")
+    folder, out = run_ok(capsys, smoke(
+        tmp_path / "runs", f"--config.prior.path={stem}", "--config.prior.kind=score_sde",
+        "--config.compare=iscs", "--config.sampler.steps=2", "--config.data.phantom_slices=2",
+        "--config.data.num_slices=2"))
+    assert f"prior {stem};" in out
+    recon, _ = load(folder, "recon_iscs.nii.gz")
+    assert recon.shape == (2, RESOLUTION, RESOLUTION) and np.all(np.isfinite(recon))
+    fbp, _ = load(folder, "fbp.nii.gz")
+    assert np.abs(recon - fbp).max() > 1e-3  # the denoiser changed the warm start
+    assert json.loads((folder / "config.json").read_text())["prior"]["kind"] == "score_sde"
 
 
 def _subprocess(args, cwd):
