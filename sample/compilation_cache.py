@@ -5,7 +5,9 @@ in this order: ``setting`` (``--compilation_cache=DIR``), the
 ``JAX_COMPILATION_CACHE_DIR`` environment variable, or ``iscs-jax/xla`` in
 the user's cache folder (``$XDG_CACHE_HOME``, else ``~/.cache``).
 ``--compilation_cache=off`` disables it. Entries are keyed by the program,
-the JAX version and the device, so a stale entry is never used.
+the JAX version and the device, so a stale entry is never used. JAX does not
+cache programs containing host callbacks (``jax.debug.callback``), so a
+sampler compiled with the progress bar is still compiled on every run.
 """
 
 from __future__ import annotations
