@@ -77,11 +77,12 @@ def _local_reconstruct(operator, denoise_fn, axis_name, num_slices, static, key,
                        sigmas, rho):
     """The per-device body: local slice ids and mask, then `dds.reconstruct`."""
     num_local = -(-num_slices // jax.lax.axis_size(axis_name))
-    y = protocol.local_measurement(operator, y, axis_name)  # a global operator's share
     slice_ids = parallel.local_slice_ids(num_local, axis_name)
     mask = (slice_ids < num_slices).astype(jnp.float32)
+    view = local_operator(operator, axis_name, mask)
+    y = protocol.local_measurement(operator, y, axis_name)  # a global operator's share
     return dds.reconstruct(
-        key, y, local_operator(operator, axis_name, mask), denoise_fn, sigmas=sigmas, rho=rho,
+        key, y, view, denoise_fn, sigmas=sigmas, rho=rho,
         x_init=x_init, axis_name=axis_name, slice_ids=slice_ids, num_slices=num_slices,
         slice_mask=mask, **dict(static))
 
