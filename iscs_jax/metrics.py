@@ -124,8 +124,9 @@ def volume_metrics(recon: jax.Array, ref: jax.Array, data_range=None) -> dict:
 
     Returns:
       ``{"psnr": volume PSNR over all voxels, "ssim": mean of the three planes'
-      SSIM, "discontinuity": see `discontinuity`, "axial": {"psnr", "ssim"},
-      "coronal": {...}, "sagittal": {...}}``.
+      SSIM, "discontinuity": see `discontinuity` (``None`` for a single slice, where
+      it does not apply), "axial": {"psnr", "ssim"}, "coronal": {...},
+      "sagittal": {...}}``.
     """
     if recon.shape != ref.shape or len(ref.shape) != 3:
         raise ValueError(f"recon and ref must be [D, H, W] of one shape, got {recon.shape}, {ref.shape}.")
@@ -133,5 +134,6 @@ def volume_metrics(recon: jax.Array, ref: jax.Array, data_range=None) -> dict:
     planes = {name: plane_metrics(recon, ref, name, data_range) for name in PLANES}
     return {"psnr": float(psnr(recon, ref, data_range)),
             "ssim": float(np.mean([p["ssim"] for p in planes.values()])),
-            "discontinuity": float(discontinuity(recon, ref, data_range)),
+            "discontinuity": (float(discontinuity(recon, ref, data_range))
+                              if ref.shape[0] > 1 else None),
             **planes}

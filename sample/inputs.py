@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from iscs_jax import io, operators
-from iscs_jax.data import phantom
+from iscs_jax.data import packaged, phantom
 from sample.errors import UserError, as_user_error
 
 GEOMETRIES = ("sparse_view", "limited_angle")
@@ -45,17 +45,40 @@ class Inputs:
     source: str
 
 
+#: Embedded default volumes (``data.path`` empty): name -> file inside this package, or
+#: ``None`` for the procedural phantom (already in [0, 1]).
+EMBEDDED = {
+    "chest_ct": "pkg:iscs_jax/data/assets/chest_ct_69-132.nii.gz",
+    "phantom": None,
+}
+
+
+def uses_phantom(data_config) -> bool:
+    """Whether the input is the procedural phantom (no ``data.path``, ``embedded="phantom"``)."""
+    return not data_config.path and data_config.embedded == "phantom"
+
+
 def load_volume(data_config, resolution: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """The raw volume ``[D, H, W]``, its affine and a description, from ``data.path``."""
-    if not data_config.path:
-        shape = (int(data_config.phantom_slices), resolution, resolution)
-        if shape[0] < 1:
-            raise UserError(f"data.phantom_slices must be >= 1, got {shape[0]}.")
-        volume = phantom.phantom_volume(int(data_config.phantom_seed), shape)
-        return volume, np.eye(4), f"phantom (seed {data_config.phantom_seed})"
+    """The raw volume ``[D, H, W]``, its affine and a description.
+
+    From ``data.path`` when set, else the embedded volume ``data.embedded`` (`EMBEDDED`).
+    """
+    path, source = data_config.path, str(data_config.path)
+    if not path:
+        if data_config.embedded not in EMBEDDED:
+            raise UserError(f"data.embedded={data_config.embedded!r} is not one of "
+                            f"{sorted(EMBEDDED)}; or give a file with --config.data.path.")
+        if uses_phantom(data_config):
+            shape = (int(data_config.phantom_slices), resolution, resolution)
+            if shape[0] < 1:
+                raise UserError(f"data.phantom_slices must be >= 1, got {shape[0]}.")
+            volume = phantom.phantom_volume(int(data_config.phantom_seed), shape)
+            return volume, np.eye(4), f"phantom (seed {data_config.phantom_seed})"
+        path = packaged.resolve(EMBEDDED[data_config.embedded])
+        source = f"embedded {data_config.embedded}"
     with as_user_error():
-        volume, affine = io.read_volume(data_config.path)
-    return volume, affine, str(data_config.path)
+        volume, affine = io.read_volume(path)
+    return volume, affine, source
 
 
 def select_slices(volume, affine, start: int, count: int):
@@ -72,11 +95,11 @@ def select_slices(volume, affine, start: int, count: int):
 def to_unit_range(volume: np.ndarray, data_config) -> np.ndarray:
     """Maps intensities to [0, 1]: HU window, min-max, or unchanged ("none").
 
-    The embedded phantom (``data.path`` empty) is already in [0, 1] and is left as is.
+    The procedural phantom (see `uses_phantom`) is already in [0, 1] and is left as is.
     """
     if data_config.intensity not in INTENSITIES:
         raise UserError(f"data.intensity={data_config.intensity!r} is not one of {INTENSITIES}.")
-    if data_config.intensity == "none" or not data_config.path:
+    if data_config.intensity == "none" or uses_phantom(data_config):
         return volume.astype(np.float32)
     if data_config.intensity == "minmax":
         low, high = float(volume.min()), float(volume.max())
