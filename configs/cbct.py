@@ -12,10 +12,6 @@ from configs import sample_base
 
 
 def get_config(arg=None):
-    """Args: arg: None or "smoke"."""
+    """Args: arg: None, or comma-separated "smoke" / "phantom" (see `sample_base.ARGUMENTS`)."""
     config = sample_base.get_sample_config("sparse_view", num_views=20, kind="cone_beam")
-    if arg == "smoke":
-        sample_base.shrink_for_smoke(config)
-    elif arg not in (None, ""):
-        raise ValueError(f"Unknown config argument {arg!r}; use cbct.py or cbct.py:smoke.")
-    return config
+    return sample_base.apply_arguments(config, arg, "cbct.py")

@@ -2,6 +2,7 @@
 noise, warm start from FDK (limited-angle weights: each measured line counted once).
 
 ``python -m sample --config cbct_lact.py``; ``cbct_lact.py:smoke`` runs in seconds;
+``:phantom`` uses the procedural phantom and ``phantom64``;
 ``--config.operator.preset=paper`` for the published geometry.
 """
 
@@ -9,12 +10,7 @@ from configs import sample_base
 
 
 def get_config(arg=None):
-    """Args: arg: None or "smoke"."""
+    """Args: arg: None, or comma-separated "smoke" / "phantom" (see `sample_base.ARGUMENTS`)."""
     config = sample_base.get_sample_config("limited_angle", num_views=90, range_degrees=90.0,
                                            kind="cone_beam")
-    if arg == "smoke":
-        sample_base.shrink_for_smoke(config)
-    elif arg not in (None, ""):
-        raise ValueError(f"Unknown config argument {arg!r}; use cbct_lact.py or "
-                         "cbct_lact.py:smoke.")
-    return config
+    return sample_base.apply_arguments(config, arg, "cbct_lact.py")
