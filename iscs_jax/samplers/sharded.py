@@ -148,8 +148,8 @@ def reconstruct_sharded(key: jax.Array, y: jax.Array, operator, denoise_fn: Call
       key: ``jax.random`` key (shared by all devices).
       y: measurements ``[D, ...]`` (leading axis: slices), e.g. ``[D, angles, detectors]``,
         or for a ``"global"`` operator (`operators.protocol`) its whole measurement, which
-        every device receives and cuts with ``local_measurement``; host data, the same on every process of a multi-host run (see
-        `parallel.shard_slices`).
+        every device receives and cuts with ``local_measurement``; host data, the same on
+        every process of a multi-host run (see `parallel.shard_slices`).
       operator: slice-wise (``slicewise`` True) or with ``A_sharded`` / ``AT_sharded``.
       denoise_fn: ``DenoiseFn(x [c, H, W], sigma) -> [c, H, W]``.
       mesh: one-axis mesh over the devices to use (`parallel.make_mesh`).
