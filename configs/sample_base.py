@@ -77,8 +77,9 @@ def sampler_config() -> ml_collections.ConfigDict:
     sampler.cg_iters = 10
     sampler.rho = 0.0  # Tikhonov weight of the CG step (the published CT setting uses 0).
     sampler.chunk_size = 8  # slices per denoiser call.
-    sampler.warm_start = "fbp"  # "fbp" or "none" (start from pure noise).
-    sampler.fbp_filter = "ramp"
+    # "baseline" (the operator's classical reconstruction: FBP, FDK) or "none" (pure noise).
+    sampler.warm_start = "baseline"
+    sampler.fbp_filter = "ramp"  # filter of the baseline (FBP / FDK).
     return sampler
 
 
@@ -89,9 +90,14 @@ def noise_config() -> ml_collections.ConfigDict:
     return noise
 
 
-def operator_config(geometry: str, num_views: int,
-                    range_degrees: float) -> ml_collections.ConfigDict:
-    """Parallel-beam geometry and simulated measurement noise.
+def operator_config(geometry: str, num_views: int, range_degrees: float,
+                    kind: str = "parallel_beam") -> ml_collections.ConfigDict:
+    """CT geometry and simulated measurement noise.
+
+    ``kind``: "parallel_beam" (views over 180 degrees), "fan_beam" or "cone_beam"
+    (views over 360 degrees; geometry from ``preset``: "scaled", the published
+    magnification for the volume's size, or "paper", the published distances and
+    512 x 512 detector; see `sample.inputs.divergent_geometry`).
 
     ``measurement_noise``: "none"; "gaussian" (additive, std ``noise_std`` in
     sinogram units); or "poisson": photon counts
@@ -101,9 +107,13 @@ def operator_config(geometry: str, num_views: int,
     clamped to 0.5 before the log).
     """
     operator = ml_collections.ConfigDict()
-    operator.geometry = geometry  # "sparse_view" (over 180 deg) or "limited_angle".
+    operator.kind = kind  # parallel_beam, fan_beam or cone_beam.
+    operator.preset = "scaled"  # fan_beam / cone_beam geometry: "scaled" or "paper".
+    # "sparse_view" (num_views over 180 deg, 360 for fan/cone beams) or "limited_angle"
+    # (num_views over [0, range_degrees)).
+    operator.geometry = geometry
     operator.num_views = num_views
-    operator.range_degrees = float(range_degrees)  # only for limited_angle, in (0, 180].
+    operator.range_degrees = float(range_degrees)  # only for limited_angle.
     operator.num_detectors = 0  # 0 = enough to cover the image diagonal.
     operator.measurement_noise = "none"
     operator.noise_std = 0.0
@@ -112,7 +122,8 @@ def operator_config(geometry: str, num_views: int,
     return operator
 
 
-def get_sample_config(geometry: str, num_views: int, range_degrees: float = 180.0):
+def get_sample_config(geometry: str, num_views: int, range_degrees: float = 180.0,
+                      kind: str = "parallel_beam"):
     """The full reconstruction config for one CT geometry."""
     config = ml_collections.ConfigDict()
     config.data = data_config()
@@ -120,7 +131,7 @@ def get_sample_config(geometry: str, num_views: int, range_degrees: float = 180.
     config.sde = sde_config()
     config.sampler = sampler_config()
     config.noise = noise_config()
-    config.operator = operator_config(geometry, num_views, range_degrees)
+    config.operator = operator_config(geometry, num_views, range_degrees, kind)
     config.parallel = base.get_base_config().parallel  # num_devices (0 = all), distributed
     config.compare = "iid,iscs"  # noise controls run with the same key; "" = noise.kind only.
     config.num_samples = 1  # K > 1: K keys per control -> mean and voxel-wise std written.

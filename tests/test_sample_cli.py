@@ -413,3 +413,50 @@ def test_cli_on_two_devices_matches_one_device(tmp_path, capsys):
         np.testing.assert_allclose(load(sharded, name)[0], load(single, name)[0], atol=1e-5)
     run_fails(capsys, smoke(tmp_path / "three", "--config.parallel.num_devices=3"),
               "parallel.num_devices=3")
+
+
+def test_cone_beam_smoke_uses_fdk_baseline(tmp_path, capsys):
+    """cbct.py:smoke end to end: y = ConeBeam.A(gt) in the scaled preset, FDK baseline row."""
+    folder, out = run_ok(capsys, smoke(tmp_path, config="cbct.py:smoke"))
+    assert folder.parent == tmp_path / "cbct"
+    assert {"fdk.nii.gz", "recon_iid.nii.gz", "recon_iscs.nii.gz"} <= {p.name for p in
+                                                                      folder.iterdir()}
+    table = json.loads((folder / "metrics.json").read_text())
+    assert list(table) == ["fdk", "iid", "iscs"]
+    assert any(line.startswith("fdk") for line in out.splitlines())
+    gt = load(folder, "gt.nii.gz")[0]
+    config = cli.load_config("cbct.py:smoke")[0]
+    operator = inputs.make_operator(config.operator, gt.shape)
+    assert isinstance(operator, operators.ConeBeam) and operator.num_views == 20
+    assert operator.scan_kind == "full"
+    # The published magnification, scaled to a 32-pixel-wide volume.
+    assert operator.source_origin == pytest.approx(700 * RESOLUTION / 256)
+    assert operator.detector_shape[1] == 2 * RESOLUTION
+    np.testing.assert_allclose(np.load(folder / "measurement.npy"), operator.A(jnp.asarray(gt)),
+                               rtol=1e-4, atol=1e-4)
+    fdk = load(folder, "fdk.nii.gz")[0]
+    np.testing.assert_allclose(fdk, operator.fdk(operator.A(jnp.asarray(gt))), atol=1e-4)
+
+
+def test_cone_beam_configs_and_presets():
+    cbct, lact = cli.load_config("cbct.py")[0], cli.load_config("cbct_lact.py:smoke")[0]
+    assert cbct.operator.kind == lact.operator.kind == "cone_beam"
+    assert (cbct.operator.num_views, cbct.sampler.steps, cbct.sampler.cg_iters) == (20, 30, 10)
+    assert cbct.sde.sigma_max == 5 and cbct.sampler.warm_start == "baseline"
+    assert cbct.compare == "iid,iscs"
+    limited = inputs.make_operator(lact.operator, (4, 32, 32))
+    np.testing.assert_allclose(np.rad2deg(limited.angles), np.arange(90.0), atol=1e-9)
+    assert limited.scan_kind == "limited"
+    cbct.operator.preset = "paper"
+    paper = inputs.make_operator(cbct.operator, (8, 256, 256))
+    assert (paper.source_origin, paper.origin_detector) == (700.0, 500.0)
+    assert paper.detector_shape == (512, 512) and paper.detector_spacing == (2.0, 2.0)
+    fan = cli.load_config("cbct.py")[0]
+    fan.operator.kind = "fan_beam"
+    assert isinstance(inputs.make_operator(fan.operator, (4, 32, 32)), operators.FanBeam)
+    for field, value, message in [("kind", "helical", "operator.kind"),
+                                  ("preset", "tiny", "operator.preset")]:
+        bad = cli.load_config("cbct.py")[0]
+        setattr(bad.operator, field, value)
+        with pytest.raises(UserError, match=message):
+            inputs.make_operator(bad.operator, (4, 32, 32))
