@@ -194,13 +194,18 @@ def _bad_inputs(tmp):
         "noise kind": (["--config.compare=iid,bogus"], ["bogus", "iscs"]),
         "sampler settings": (["--config.sampler.eta=1.5", "--config.sampler.fbp_filter=box"],
                              ["sampler.eta=1.5", "'box'", "ramp"]),
+        "sampler name": (["--config.sampler.name=ddim"], ["sampler.name='ddim'", "admm_tv"]),
+        "renamed key": (["--config.sampler.mode=ddim"], ["'sampler.mode' was renamed",
+                                                         "sampler.renoise"]),
+        "own settings": (["--config.sampler.name=admm_tv", "--config.sampler.admm_tv.mu=0"],
+                         ["sampler.admm_tv", "mu > 0"]),
     }
 
 
 BAD_INPUTS = ("missing", "2d", "4d", "nan", "inf", "empty", "constant", "windowed constant",
               "unknown key", "bad type", "resolution", "zero views", "negative views",
               "angle range 0", "angle range 200", "unknown config", "noise kind",
-              "sampler settings")
+              "sampler settings", "sampler name", "renamed key", "own settings")
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
@@ -243,7 +248,8 @@ def test_config_resolution_and_overrides(tmp_path):
     defaults = cli.load_config("ct.py")[0]
     assert defaults.prior.name == "phantom64" and defaults.compare == "iid,iscs"
     assert defaults.sde.sigma_max == 5 and defaults.sampler.steps == 30
-    assert defaults.sampler.cg_iters == 10 and defaults.data.phantom_seed >= 1000
+    assert defaults.sampler.dds.cg_iters == 10 and defaults.data.phantom_seed >= 1000
+    assert defaults.sampler.name == "dds" and defaults.sampler.renoise == "dds"
     with pytest.raises(UserError, match="Unknown flag"):
         cli.parse_args(["--config", "ct.py", "--steps=3"])
 
