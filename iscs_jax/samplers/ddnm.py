@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 
 from iscs_jax.samplers import cg, core
 from iscs_jax.samplers.layout import coupling, has_pinv
@@ -47,14 +46,19 @@ def uses_exact_pinv(operator) -> bool:
     return has_pinv(operator) and coupling(operator) == "slicewise"
 
 
-def range_correction(ctx: core.Context, x0_hat: jax.Array) -> jax.Array:
-    """A^+ (y - A x0_hat), ``[n, H, W]`` (0 on padding slices)."""
+def range_null_projection(ctx: core.Context, x0_hat: jax.Array) -> jax.Array:
+    """x0_hat + A^+ (y - A x0_hat), ``[n, H, W]`` (0 on padding slices).
+
+    Without an exact pinv: CG on A^T A x = A^T y from x0_hat, the same iterates as
+    x0_hat + CG on A^T A d = A^T (y - A x0_hat) from 0, but its right-hand side does
+    not shrink to round-off level as x0_hat becomes data-consistent (where float32 CG
+    on the singular normal equations would drift along the null space).
+    """
     op, layout = ctx.operator, ctx.layout
     if uses_exact_pinv(op):
-        return layout.masked(op.pinv(ctx.y - op.A(x0_hat)))
+        return x0_hat + layout.masked(op.pinv(ctx.y - op.A(x0_hat)))
     normal = lambda v: layout.masked(op.AT(op.A(v)))
-    rhs = layout.masked(ctx.aty - op.AT(op.A(x0_hat)))
-    return cg.conjugate_gradient(normal, rhs, jnp.zeros_like(rhs), ctx.settings.cg_iters,
+    return cg.conjugate_gradient(normal, ctx.aty, x0_hat, ctx.settings.cg_iters,
                                  inner=layout.inner)
 
 
@@ -62,7 +66,7 @@ def step(ctx: core.Context, x, index, sigma):
     """Denoise, then range/null-space data consistency (a `core.StepFn`)."""
     del index
     x0_hat = ctx.denoise(x, sigma)
-    return x0_hat + range_correction(ctx, x0_hat), (x - x0_hat) / sigma
+    return range_null_projection(ctx, x0_hat), (x - x0_hat) / sigma
 
 
 def reconstruct(key, y, operator, denoise_fn, *, noise, sigmas, cg_iters: int = 30,
