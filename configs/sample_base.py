@@ -77,7 +77,7 @@ def sampler_config() -> ml_collections.ConfigDict:
     # DDNM: x0_hat + A^+ (y - A x0_hat); A^+ exact where the operator has pinv, else CG.
     sampler.ddnm = ml_collections.ConfigDict(dict(cg_iters=30))
     # DPS: x_next = renoise(x0_hat) - step_size * grad_x ||y - A x0_hat(x)||.
-    sampler.dps = ml_collections.ConfigDict(dict(step_size=1.0))
+    sampler.dps = ml_collections.ConfigDict(dict(step_size=0.1))
     # ADMM z-TV: 1/2 ||Ax - y||^2 + lam ||D_z x||_1 + rho/2 ||x - x0_hat||^2, ADMM penalty mu.
     sampler.admm_tv = ml_collections.ConfigDict(dict(lam=0.5, rho=0.0, mu=5.0, admm_iters=2,
                                                      cg_iters=5))

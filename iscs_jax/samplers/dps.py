@@ -35,7 +35,7 @@ class Settings:
       step_size: zeta, the weight of the normalised likelihood gradient (> 0).
     """
 
-    step_size: float = 1.0
+    step_size: float = 0.1
 
     def __post_init__(self):
         if not float(self.step_size) >= 0:
@@ -59,7 +59,7 @@ def step(ctx: core.Context, x, index, sigma):
     return x0_hat - ctx.settings.step_size * grad, (x - x0_hat) / sigma
 
 
-def reconstruct(key, y, operator, denoise_fn, *, noise, sigmas, step_size: float = 1.0,
+def reconstruct(key, y, operator, denoise_fn, *, noise, sigmas, step_size: float = 0.1,
                 **common) -> jax.Array:
     """Reconstructs a volume with DPS and a 2D slice-wise diffusion prior.
 
