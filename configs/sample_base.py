@@ -17,15 +17,19 @@ from configs import base
 
 
 def data_config() -> ml_collections.ConfigDict:
-    """Input volume: the embedded phantom, a NIfTI file or a DICOM series folder."""
+    """Input volume: an embedded volume, a NIfTI file or a DICOM series folder (or file)."""
     data = ml_collections.ConfigDict()
-    data.path = ""  # "" = embedded phantom; a .nii/.nii.gz file; or a DICOM series folder.
-    data.phantom_seed = 1234  # held out: the shipped prior trains on phantom seeds < 1000.
-    data.phantom_slices = 32  # D of the embedded phantom (in-plane size = prior resolution).
-    # Files only (the phantom is in [0, 1]): "hu" maps the window [hu_min, hu_max] to [0, 1]
+    # A .nii/.nii.gz file, a DICOM series folder or one DICOM file; "" = `embedded`.
+    data.path = ""
+    # Embedded input when path is "": "chest_ct" (held-out real chest CT slices 69-132, int16
+    # HU at 128x128, see README) or "phantom" (procedural, generated at the prior's size).
+    data.embedded = "chest_ct"
+    data.phantom_seed = 1234  # held out: the phantom64 prior trains on phantom seeds < 1000.
+    data.phantom_slices = 32  # D of the procedural phantom (in-plane size = prior resolution).
+    # Files (the phantom is already in [0, 1]): "hu" maps the window [hu_min, hu_max] to [0, 1]
     # (clipped); "minmax" the volume's own range; "none" keeps the values.
     data.intensity = "hu"
-    data.hu_min = -1000.0  # window of the shipped prior (the phantom's HU range).
+    data.hu_min = -1000.0  # window of the shipped priors (and of the published CT priors).
     data.hu_max = 1600.0
     data.slice_start = 0  # first slice used (after sorting).
     data.num_slices = 0  # slices used from slice_start; 0 = all.
@@ -37,7 +41,15 @@ def data_config() -> ml_collections.ConfigDict:
 def prior_config() -> ml_collections.ConfigDict:
     """The 2D prior: a shipped name, a checkpoint path, or "gaussian" (no learned prior)."""
     prior = ml_collections.ConfigDict()
-    prior.name = "phantom64"
+    prior.name = "chest128"  # trained on slices 0-64 of the chest CT; "phantom64" for phantoms
+    # A prior file instead of a name (wins over name when set): the stem of NAME.json +
+    # NAME.msgpack (e.g. priors/aapm256 written by python -m iscs_jax.convert), or a score_sde
+    # .pth checkpoint, converted on load with prior.kind=score_sde (needs PyTorch).
+    prior.path = ""
+    # "auto": the parameterisation the file records; "edm" or "score_sde": require it.
+    prior.kind = "auto"
+    # Only for a .pth path: its network config ("" = configs/models/ncsnpp_256.py).
+    prior.model_config = ""
     # Only for name="gaussian" (a closed-form MMSE denoiser of a per-pixel Gaussian, for tests
     # and ablations): image size, prior mean and standard deviation.
     prior.resolution = 64
@@ -69,8 +81,9 @@ def sampler_config() -> ml_collections.ConfigDict:
     sampler.eta = -1.0
     sampler.chunk_size = 8  # slices per denoiser call.
     sampler.final_denoise = False  # one last Tweedie step at sigma_min.
-    sampler.warm_start = "fbp"  # "fbp" or "none" (start from pure noise).
-    sampler.fbp_filter = "ramp"
+    # "baseline" (the operator's classical reconstruction: FBP, FDK) or "none" (pure noise).
+    sampler.warm_start = "baseline"
+    sampler.fbp_filter = "ramp"  # filter of the baseline (FBP / FDK).
     # DDS: CG on (A^T A + rho I) x = A^T y + rho x0_hat from x0_hat (the published CT setting
     # uses rho = 0).
     sampler.dds = ml_collections.ConfigDict(dict(cg_iters=10, rho=0.0))
@@ -91,9 +104,14 @@ def noise_config() -> ml_collections.ConfigDict:
     return noise
 
 
-def operator_config(geometry: str, num_views: int,
-                    range_degrees: float) -> ml_collections.ConfigDict:
-    """Parallel-beam geometry and simulated measurement noise.
+def operator_config(geometry: str, num_views: int, range_degrees: float,
+                    kind: str = "parallel_beam") -> ml_collections.ConfigDict:
+    """CT geometry and simulated measurement noise.
+
+    ``kind``: "parallel_beam" (views over 180 degrees), "fan_beam" or "cone_beam"
+    (views over 360 degrees; geometry from ``preset``: "scaled", the published
+    magnification for the volume's size, or "paper", the published distances and
+    512 x 512 detector; see `sample.inputs.divergent_geometry`).
 
     ``measurement_noise``: "none"; "gaussian" (additive, std ``noise_std`` in
     sinogram units); or "poisson": photon counts
@@ -103,9 +121,13 @@ def operator_config(geometry: str, num_views: int,
     clamped to 0.5 before the log).
     """
     operator = ml_collections.ConfigDict()
-    operator.geometry = geometry  # "sparse_view" (over 180 deg) or "limited_angle".
+    operator.kind = kind  # parallel_beam, fan_beam or cone_beam.
+    operator.preset = "scaled"  # fan_beam / cone_beam geometry: "scaled" or "paper".
+    # "sparse_view" (num_views over 180 deg, 360 for fan/cone beams) or "limited_angle"
+    # (num_views over [0, range_degrees)).
+    operator.geometry = geometry
     operator.num_views = num_views
-    operator.range_degrees = float(range_degrees)  # only for limited_angle, in (0, 180].
+    operator.range_degrees = float(range_degrees)  # only for limited_angle.
     operator.num_detectors = 0  # 0 = enough to cover the image diagonal.
     operator.measurement_noise = "none"
     operator.noise_std = 0.0
@@ -114,7 +136,8 @@ def operator_config(geometry: str, num_views: int,
     return operator
 
 
-def get_sample_config(geometry: str, num_views: int, range_degrees: float = 180.0):
+def get_sample_config(geometry: str, num_views: int, range_degrees: float = 180.0,
+                      kind: str = "parallel_beam"):
     """The full reconstruction config for one CT geometry."""
     config = ml_collections.ConfigDict()
     config.data = data_config()
@@ -122,7 +145,7 @@ def get_sample_config(geometry: str, num_views: int, range_degrees: float = 180.
     config.sde = sde_config()
     config.sampler = sampler_config()
     config.noise = noise_config()
-    config.operator = operator_config(geometry, num_views, range_degrees)
+    config.operator = operator_config(geometry, num_views, range_degrees, kind)
     config.parallel = base.get_base_config().parallel  # num_devices (0 = all), multi-host
     config.compare = "iid,iscs"  # noise controls run with the same key; "" = noise.kind only.
     config.num_samples = 1  # K > 1: K keys per control -> mean and voxel-wise std written.
@@ -139,4 +162,33 @@ def shrink_for_smoke(config):
     config.sampler.ddnm.cg_iters = 3
     config.sampler.admm_tv.cg_iters = 2
     config.sampler.chunk_size = 2  # two denoiser calls per step (exercises the chunking)
+    return config
+
+
+def use_phantom(config):
+    """``:phantom``: the procedural phantom with the ``phantom64`` prior it was trained for."""
+    config.data.path = ""
+    config.data.embedded = "phantom"
+    config.prior.name = "phantom64"
+    return config
+
+
+#: Config arguments (``ct.py:phantom,smoke``) and what they do, applied in this order.
+ARGUMENTS = {"phantom": use_phantom, "smoke": shrink_for_smoke}
+
+
+def apply_arguments(config, arg, config_file: str):
+    """Applies the comma-separated config arguments ``arg`` (see `ARGUMENTS`).
+
+    Raises:
+      ValueError: an unknown argument; the message lists the valid ones.
+    """
+    names = [a.strip() for a in str(arg or "").split(",") if a.strip()]
+    unknown = [a for a in names if a not in ARGUMENTS]
+    if unknown:
+        raise ValueError(f"Unknown config argument(s) {unknown} for {config_file}; valid: "
+                         f"{sorted(ARGUMENTS)}, comma-separated (e.g. {config_file}:phantom,smoke).")
+    for name in ARGUMENTS:
+        if name in names:
+            ARGUMENTS[name](config)
     return config

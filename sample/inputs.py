@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from iscs_jax import io, operators
-from iscs_jax.data import phantom
+from iscs_jax.data import packaged, phantom
 from sample.errors import UserError, as_user_error
 
 GEOMETRIES = ("sparse_view", "limited_angle")
@@ -33,28 +33,52 @@ class Inputs:
     Attributes:
       reference: ground truth ``[D, R, R]`` in [0, 1], or None (measured sinogram only).
       affine: ``[4, 4]`` NIfTI affine of the ``[D, R, R]`` grid.
-      operator: the `operators.ParallelBeam` of the geometry.
-      measurement: ``[D, num_views, num_detectors]``.
+      operator: the operator of ``operator.kind`` (`operators.protocol`).
+      measurement: ``A(reference)`` (+ noise): ``[D, views, detectors]`` for slice-wise
+        operators, ``[views, rows, cols]`` for the cone beam.
       source: a short description of where the volume came from.
     """
     reference: np.ndarray | None
     affine: np.ndarray
-    operator: operators.ParallelBeam
+    operator: object
     measurement: np.ndarray
     source: str
 
 
+#: Embedded default volumes (``data.path`` empty): name -> file inside this package, or
+#: ``None`` for the procedural phantom (already in [0, 1]).
+EMBEDDED = {
+    "chest_ct": "pkg:iscs_jax/data/assets/chest_ct_69-132.nii.gz",
+    "phantom": None,
+}
+
+
+def uses_phantom(data_config) -> bool:
+    """Whether the input is the procedural phantom (no ``data.path``, ``embedded="phantom"``)."""
+    return not data_config.path and data_config.embedded == "phantom"
+
+
 def load_volume(data_config, resolution: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """The raw volume ``[D, H, W]``, its affine and a description, from ``data.path``."""
-    if not data_config.path:
-        shape = (int(data_config.phantom_slices), resolution, resolution)
-        if shape[0] < 1:
-            raise UserError(f"data.phantom_slices must be >= 1, got {shape[0]}.")
-        volume = phantom.phantom_volume(int(data_config.phantom_seed), shape)
-        return volume, np.eye(4), f"phantom (seed {data_config.phantom_seed})"
+    """The raw volume ``[D, H, W]``, its affine and a description.
+
+    From ``data.path`` when set, else the embedded volume ``data.embedded`` (`EMBEDDED`).
+    """
+    path, source = data_config.path, str(data_config.path)
+    if not path:
+        if data_config.embedded not in EMBEDDED:
+            raise UserError(f"data.embedded={data_config.embedded!r} is not one of "
+                            f"{sorted(EMBEDDED)}; or give a file with --config.data.path.")
+        if uses_phantom(data_config):
+            shape = (int(data_config.phantom_slices), resolution, resolution)
+            if shape[0] < 1:
+                raise UserError(f"data.phantom_slices must be >= 1, got {shape[0]}.")
+            volume = phantom.phantom_volume(int(data_config.phantom_seed), shape)
+            return volume, np.eye(4), f"phantom (seed {data_config.phantom_seed})"
+        path = packaged.resolve(EMBEDDED[data_config.embedded])
+        source = f"embedded {data_config.embedded}"
     with as_user_error():
-        volume, affine = io.read_volume(data_config.path)
-    return volume, affine, str(data_config.path)
+        volume, affine = io.read_volume(path)
+    return volume, affine, source
 
 
 def select_slices(volume, affine, start: int, count: int):
@@ -71,11 +95,11 @@ def select_slices(volume, affine, start: int, count: int):
 def to_unit_range(volume: np.ndarray, data_config) -> np.ndarray:
     """Maps intensities to [0, 1]: HU window, min-max, or unchanged ("none").
 
-    The embedded phantom (``data.path`` empty) is already in [0, 1] and is left as is.
+    The procedural phantom (see `uses_phantom`) is already in [0, 1] and is left as is.
     """
     if data_config.intensity not in INTENSITIES:
         raise UserError(f"data.intensity={data_config.intensity!r} is not one of {INTENSITIES}.")
-    if data_config.intensity == "none" or not data_config.path:
+    if data_config.intensity == "none" or uses_phantom(data_config):
         return volume.astype(np.float32)
     if data_config.intensity == "minmax":
         low, high = float(volume.min()), float(volume.max())
@@ -110,28 +134,107 @@ def preprocess(volume, affine, data_config, resolution: int):
     return resize_slices(volume, affine, resolution)
 
 
-def make_operator(operator_config, resolution: int) -> operators.ParallelBeam:
-    """The parallel-beam operator of the configured geometry for ``R x R`` slices."""
+def view_angles(operator_config, full_turn: float) -> np.ndarray:
+    """The configured angles: ``num_views`` evenly over [0, full_turn) degrees (sparse view)
+    or over [0, range_degrees) (limited angle); radians."""
     geometry, views = operator_config.geometry, operator_config.num_views
     if geometry not in GEOMETRIES:
         raise UserError(f"operator.geometry={geometry!r} is not one of {GEOMETRIES}.")
     if views <= 0:
         raise UserError(f"operator.num_views={views} but at least one view is needed; set "
                         "--config.operator.num_views to a positive number (e.g. 20).")
-    if geometry == "limited_angle":
-        span = operator_config.range_degrees
-        if not 0.0 < span <= 180.0:
-            raise UserError(f"operator.range_degrees={span} is outside (0, 180]: parallel-beam "
-                            "views repeat after 180 degrees. Set --config.operator.range_degrees "
-                            "to a value in (0, 180], e.g. 90.")
-        angles = operators.limited_angle_angles(views, span)
-    else:
-        angles = operators.sparse_view_angles(views)
+    if geometry == "sparse_view":
+        return (operators.sparse_view_angles(views) if full_turn == 180.0
+                else operators.full_orbit_angles(views))
+    span = operator_config.range_degrees
+    if not 0.0 < span <= full_turn:
+        raise UserError(f"operator.range_degrees={span} is outside (0, {full_turn:g}]: "
+                        f"{operator_config.kind} views repeat after {full_turn:g} degrees. "
+                        "Set --config.operator.range_degrees in that range, e.g. 90.")
+    return np.deg2rad(np.arange(views) * (float(span) / views))
+
+
+def _parallel_beam(operator_config, volume_shape, filter_name):
     detectors = operator_config.num_detectors
     if detectors < 0:
         raise UserError(f"operator.num_detectors={detectors}; use 0 (automatic) or a "
                         "positive count.")
-    return operators.ParallelBeam((resolution, resolution), angles, detectors or None)
+    return operators.ParallelBeam(volume_shape[1:], view_angles(operator_config, 180.0),
+                                  detectors or None, filter=filter_name)
+
+
+#: Published cone-beam geometry (source 700 mm and detector 500 mm from the axis, 512 x 512
+#: detector at 2 mm, unit voxels; for volumes 256 voxels across).
+PAPER_GEOMETRY = dict(source_origin=700.0, origin_detector=500.0, rows=512, cols=512,
+                      spacing=2.0, width=256)
+PRESETS = ("scaled", "paper")
+
+
+def divergent_geometry(operator_config, volume_shape) -> dict:
+    """Source/detector distances and detector size of the configured preset.
+
+    "paper": `PAPER_GEOMETRY` as published. "scaled": the same magnification and cone
+    angle for a volume ``W`` voxels across: distances times ``W / 256``, ``2 W`` columns at
+    2 mm, and just enough 2 mm rows (even) to see every slice from every view.
+    """
+    preset = operator_config.preset
+    if preset not in PRESETS:
+        raise UserError(f"operator.preset={preset!r} is not one of {PRESETS}.")
+    paper = PAPER_GEOMETRY
+    if preset == "paper":
+        return dict(source_origin=paper["source_origin"], origin_detector=paper["origin_detector"],
+                    rows=paper["rows"], cols=paper["cols"], spacing=paper["spacing"])
+    depth, width = volume_shape[0], max(volume_shape[1:])
+    scale = width / paper["width"]
+    source, detector = paper["source_origin"] * scale, paper["origin_detector"] * scale
+    radius = 0.5 * float(np.hypot(*volume_shape[1:]))
+    magnification = (source + detector) / (source - radius)  # at the nearest voxel
+    rows = 2 * int(np.ceil(depth * magnification / paper["spacing"] / 2)) + 2
+    return dict(source_origin=source, origin_detector=detector, rows=rows, cols=2 * width,
+                spacing=paper["spacing"])
+
+
+def _cone_beam(operator_config, volume_shape, filter_name):
+    g = divergent_geometry(operator_config, volume_shape)
+    with as_user_error():
+        return operators.ConeBeam(volume_shape, view_angles(operator_config, 360.0),
+                                  source_origin=g["source_origin"],
+                                  origin_detector=g["origin_detector"],
+                                  detector_shape=(g["rows"], g["cols"]),
+                                  detector_spacing=(g["spacing"], g["spacing"]),
+                                  filter=filter_name)
+
+
+def _fan_beam(operator_config, volume_shape, filter_name):
+    g = divergent_geometry(operator_config, volume_shape)
+    with as_user_error():
+        return operators.FanBeam(volume_shape[1:], view_angles(operator_config, 360.0),
+                                 source_origin=g["source_origin"],
+                                 origin_detector=g["origin_detector"], num_detectors=g["cols"],
+                                 detector_spacing=g["spacing"], filter=filter_name)
+
+
+#: ``operator.kind`` -> builder ``(operator_config, volume_shape, filter) -> operator``.
+OPERATOR_BUILDERS = {
+    "parallel_beam": _parallel_beam,
+    "fan_beam": _fan_beam,
+    "cone_beam": _cone_beam,
+}
+
+
+def make_operator(operator_config, volume_shape, filter_name: str = "ramp"):
+    """The operator of ``operator.kind`` for a ``[D, R, R]`` volume (see `OPERATOR_BUILDERS`).
+
+    Args:
+      operator_config: the ``operator`` config section.
+      volume_shape: ``(D, R, R)`` of the reconstructed volume.
+      filter_name: the baseline's (FBP / FDK) filter.
+    """
+    kind = operator_config.kind
+    if kind not in OPERATOR_BUILDERS:
+        raise UserError(f"operator.kind={kind!r} is not one of {sorted(OPERATOR_BUILDERS)}.")
+    return OPERATOR_BUILDERS[kind](operator_config, tuple(int(s) for s in volume_shape),
+                                   filter_name)
 
 
 def add_measurement_noise(key: jax.Array, y: jax.Array, operator_config) -> jax.Array:
@@ -167,15 +270,21 @@ def simulate_measurement(key, operator, volume, operator_config) -> np.ndarray:
 
 def prepare_inputs(key, config, resolution: int) -> Inputs:
     """Loads and preprocesses the volume, builds the operator, simulates or reads ``y``."""
-    operator = make_operator(config.operator, resolution)
     data = config.data
     reference, affine, source = None, np.eye(4), "measured sinogram"
     if data.path or not data.sinogram:
         volume, affine, source = load_volume(data, resolution)
         reference, affine = preprocess(volume, affine, data, resolution)
     if not data.sinogram:
+        operator = make_operator(config.operator, reference.shape, config.sampler.fbp_filter)
         y = simulate_measurement(key, operator, reference, config.operator)
         return Inputs(reference, affine, operator, y, source)
+    if config.operator.kind == "cone_beam":
+        raise UserError("data.sinogram (measured projections) is supported for slice-wise "
+                        "operators only; cone-beam runs simulate y from the volume. Leave "
+                        "--config.data.sinogram empty.")
+    operator = make_operator(config.operator, (1, resolution, resolution),
+                             config.sampler.fbp_filter)
     with as_user_error():
         y = io.read_sinogram(data.sinogram, (None, *operator.measurement_shape()))
     y, _ = select_slices(y, affine, int(data.slice_start), int(data.num_slices))

@@ -1,4 +1,4 @@
-"""One reconstruction run: inputs -> FBP and the sampler for each noise control -> table, files.
+"""One reconstruction run: inputs -> baseline (FBP, FDK) and the sampler per noise control -> table.
 
 `run(config, config_name, workdir)` is what ``python -m sample`` calls; tests
 call it directly. The library is used through plain keyword arguments; this
@@ -22,7 +22,7 @@ from sample import prior as prior_lib
 from sample import report
 from sample.errors import UserError
 
-WARM_STARTS = ("fbp", "none")
+WARM_STARTS = ("baseline", "none")
 #: Volumes are windowed to [0, 1], so PSNR/SSIM use a data range of 1.
 DATA_RANGE = 1.0
 
@@ -115,15 +115,16 @@ def _compile_seconds(jitted, *args, **kwargs) -> float:
     return time.perf_counter() - start
 
 
-@functools.partial(jax.jit, static_argnames=("operator", "filter_name"))
-def _fbp(y, *, operator, filter_name):
-    return operator.fbp(y, filter=filter_name)
+@functools.partial(jax.jit, static_argnames=("operator",))
+def _baseline(y, *, operator):
+    return operator.baseline(y)
 
 
-def run_fbp(operator, y, filter_name: str):
-    """FBP of every slice; returns (``[D, R, R]``, seconds without compilation)."""
-    _compile_seconds(_fbp, y, operator=operator, filter_name=filter_name)
-    return _timed(_fbp, y, operator=operator, filter_name=filter_name)
+def run_baseline(operator, y):
+    """The operator's baseline (FBP, FDK, ...); returns (``[D, R, R]``, seconds without
+    compilation)."""
+    _compile_seconds(_baseline, y, operator=operator)
+    return _timed(_baseline, y, operator=operator)
 
 
 def switch_noise(kinds: tuple[str, ...], index: jax.Array):
@@ -246,13 +247,15 @@ def method_metrics(volumes, reference, seconds) -> dict:
 def _to_builtin(tree):
     if isinstance(tree, dict):
         return {k: _to_builtin(v) for k, v in tree.items()}
-    return float(np.asarray(tree))
+    return None if tree is None else float(np.asarray(tree))
 
 
 def write_results(folder: Path, inputs, volumes, stds, table, config, figure) -> None:
-    """Writes the NIfTI volumes, measurement, metrics, config and figure into ``folder``."""
+    """Writes the NIfTI volumes, measurement, metrics, config and figure into ``folder``
+    (the baseline as ``<baseline_name>.nii.gz``, e.g. ``fbp.nii.gz``)."""
+    baseline = inputs.operator.baseline_name
     for name, volume in volumes.items():
-        filename = "fbp.nii.gz" if name == "fbp" else f"recon_{name}.nii.gz"
+        filename = f"{name}.nii.gz" if name == baseline else f"recon_{name}.nii.gz"
         io.write_nifti(folder / filename, volume, inputs.affine)
     for name, std in stds.items():
         io.write_nifti(folder / f"std_{name}.nii.gz", std, inputs.affine)
@@ -265,8 +268,9 @@ def write_results(folder: Path, inputs, volumes, stds, table, config, figure) ->
 
 
 def make_figure(volumes, inputs, config_name):
-    """Orthogonal views of ground truth, FBP and each reconstruction, with error maps."""
-    labels = {name: ("FBP" if name == "fbp" else name) for name in volumes}
+    """Orthogonal views of ground truth, the baseline and each reconstruction, with error maps."""
+    baseline = inputs.operator.baseline_name
+    labels = {name: (name.upper() if name == baseline else name) for name in volumes}
     spacing = io.voxel_spacing(inputs.affine)[::-1]
     return figures.orthogonal_views({labels[n]: v for n, v in volumes.items()},
                                     reference=inputs.reference, spacing=spacing,
@@ -295,20 +299,26 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
     check_sampler_config(config)
     mesh = device_mesh(config)
     prior = prior_lib.load_prior(config.prior)
-    prior_lib.check_prior(prior, name=config.prior.name)
+    prior_lib.check_prior(prior, name=prior_lib.prior_source(config.prior))
     resolution = prior_lib.slice_size(prior)
     sigmas = noise_levels(config, prior)
     config = config.copy_and_resolve_references()  # config.json records what actually ran
     config.sde.sigma_min = sigma_min(config, prior)
     measurement_key, sample_key = jax.random.split(jax.random.key(config.seed))
     inputs = inputs_lib.prepare_inputs(measurement_key, config, resolution)
-    log(f"input: {inputs.source} -> {inputs.measurement.shape[0]} slices of "
-        f"{resolution}x{resolution}; {config.operator.geometry}, {inputs.operator.num_angles} "
-        f"views; prior {config.prior.name}; {config.sampler.name}, {config.sampler.steps} steps")
     y = jax.numpy.asarray(inputs.measurement)
-    fbp, fbp_seconds = run_fbp(inputs.operator, y, config.sampler.fbp_filter)
-    volumes, stds, seconds = {"fbp": fbp}, {}, {"fbp": fbp_seconds}
-    x_init = jax.numpy.asarray(fbp) if config.sampler.warm_start == "fbp" else None
+    num_slices = operators.protocol.num_slices(inputs.operator, y)
+    log(f"input: {inputs.source} -> {num_slices} slices of {resolution}x{resolution}; "
+        f"{config.operator.kind} {config.operator.geometry}, {inputs.operator.num_angles} "
+        f"views; prior {prior_lib.prior_source(config.prior)}; {config.sampler.name}, "
+        f"{config.sampler.steps} steps")
+    note = prior_lib.intensity_note(prior, config.data)
+    if note:
+        log(note)
+    name = inputs.operator.baseline_name
+    baseline, baseline_seconds = run_baseline(inputs.operator, y)
+    volumes, stds, seconds = {name: baseline}, {}, {name: baseline_seconds}
+    x_init = jax.numpy.asarray(baseline) if config.sampler.warm_start == "baseline" else None
     report.PROGRESS.enabled = progress
     results = run_noise_kinds(kinds, sample_key, y, inputs.operator, prior.denoise_fn, sigmas,
                               x_init, config, log, mesh=mesh)

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from iscs_jax import samplers  # noqa: E402
 from sample.__main__ import main  # noqa: E402
 
-ARGS = ["--config", "ct.py:smoke", "--config.prior.name=gaussian", "--config.prior.resolution=16",
+ARGS = ["--config", "ct.py:phantom,smoke", "--config.prior.name=gaussian", "--config.prior.resolution=16",
         "--config.data.phantom_slices=5", "--config.data.num_slices=5", "--config.compare=iscs"]
 
 

@@ -28,7 +28,7 @@ SLICES = {"dps": 4}
 
 @pytest.fixture(scope="module")
 def setting():
-    config = cli.load_config("ct.py")[0]
+    config = cli.load_config("ct.py:phantom")[0]
     prior = priors.load(config.prior.name)
     operator = ParallelBeam((64, 64), sparse_view_angles(config.operator.num_views))
     sigmas = run.noise_levels(config, prior)

@@ -8,9 +8,8 @@ over (``None`` on one device). From it come the global inner product (psum'd),
 the per-slice noise draw, and the finite difference across slices (with a
 one-slice halo exchange when sharded).
 
-Also the operator adapters of the operator protocol (PROTOCOL.md): `coupling`
-(falling back on the older ``slicewise`` flag) and `local_operator`, the
-operator a device applies to its own block.
+Also `local_operator`, the operator a device applies to its own block, and
+`local_measurement`, its share of y (operator protocol, `operators.protocol`).
 """
 
 from __future__ import annotations
@@ -23,10 +22,8 @@ import jax
 import jax.numpy as jnp
 
 from iscs_jax import parallel
+from iscs_jax.operators import protocol
 from iscs_jax.samplers import cg
-
-COUPLINGS = ("slicewise", "halo", "global")
-
 
 @functools.partial(jax.tree_util.register_dataclass, data_fields=["slice_ids", "mask"],
                    meta_fields=["num_slices", "axis_name"])
@@ -108,27 +105,9 @@ class SliceLayout:
         return self.masked(ext[:-2] - w)
 
 
-def coupling(operator) -> str:
-    """The operator's slice coupling: ``"slicewise"``, ``"halo"`` or ``"global"``.
-
-    Reads ``operator.coupling`` (operator protocol); operators that only have the
-    older ``slicewise`` flag count as ``"slicewise"`` or, when they provide
-    ``A_sharded``, ``"halo"``, else ``"global"``.
-    """
-    value = getattr(operator, "coupling", None)
-    if value is not None:
-        if value not in COUPLINGS:
-            raise ValueError(f"{type(operator).__name__}.coupling={value!r} is not one of "
-                             f"{COUPLINGS}.")
-        return value
-    if getattr(operator, "slicewise", False):
-        return "slicewise"
-    return "halo" if hasattr(operator, "A_sharded") else "global"
-
-
-def has_pinv(operator) -> bool:
-    """Whether the operator provides an exact pseudo-inverse ``pinv(y)``."""
-    return callable(getattr(operator, "pinv", None))
+#: Operator-protocol helpers (`operators.protocol`), re-exported for the samplers.
+coupling = protocol.coupling
+has_pinv = protocol.has_pinv
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +154,6 @@ def local_measurement(operator, y: jax.Array, layout: SliceLayout) -> jax.Array:
     For slice-wise and halo operators ``y`` is already sharded by slice; a global
     operator cuts the (replicated) full ``y`` with ``local_measurement(y, axis_name)``.
     """
-    if layout.axis_name is None or coupling(operator) != "global":
+    if layout.axis_name is None:
         return y
-    return operator.local_measurement(y, layout.axis_name)
+    return protocol.local_measurement(operator, y, layout.axis_name)

@@ -32,6 +32,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
 from iscs_jax import parallel
+from iscs_jax.operators import protocol
 from iscs_jax.samplers import dispatch
 from iscs_jax.samplers.layout import SliceLayout, coupling, local_measurement
 
@@ -112,20 +113,8 @@ def _place_measurement(y, operator, mesh: Mesh, size: int) -> jax.Array:
     return parallel.shard_slices(y, mesh, size)
 
 
-def _slice_count(y, operator, x_init, num_slices) -> int:
-    if num_slices is not None:
-        return int(num_slices)
-    if coupling(operator) != "global":
-        return int(np.shape(y)[0])
-    if x_init is None:
-        raise ValueError(f"{type(operator).__name__} is a 'global' operator (y is not split by "
-                         "slice): pass num_slices (or x_init) to reconstruct_sharded.")
-    return int(np.shape(x_init)[0])
-
-
 def reconstruct_sharded(key: jax.Array, y, operator, denoise_fn: Callable, *, mesh: Mesh,
-                        sigmas, sampler: str = "dds", x_init=None, num_slices: int | None = None,
-                        **sampler_kwargs) -> jax.Array:
+                        sigmas, sampler: str = "dds", x_init=None, **sampler_kwargs) -> jax.Array:
     """Any sampler of `SAMPLERS` with the slices sharded over ``mesh``; same result on any count.
 
     Args:
@@ -140,8 +129,6 @@ def reconstruct_sharded(key: jax.Array, y, operator, denoise_fn: Callable, *, me
       sigmas: ``[N]`` noise levels.
       sampler: a key of `SAMPLERS` (``"dds"``, ``"ddnm"``, ``"dps"``, ``"admm_tv"``).
       x_init: optional warm start ``[D, H, W]``.
-      num_slices: D; default ``y.shape[0]``, or ``x_init.shape[0]`` for a ``"global"``
-        operator (whose y is not split by slice: pass one of the two).
       **sampler_kwargs: ``noise`` (required), ``renoise``, ``eta``, ``chunk_size`` (per
         device), ``final_denoise`` and the sampler's own settings (e.g. DDS ``cg_iters``,
         ``rho``).
@@ -153,7 +140,7 @@ def reconstruct_sharded(key: jax.Array, y, operator, denoise_fn: Callable, *, me
     """
     if "noise" not in sampler_kwargs:
         raise ValueError("noise is required: a noise kind ('iid', 'iscs', 'shared') or NoiseFn.")
-    num_slices = _slice_count(y, operator, x_init, num_slices)
+    num_slices = protocol.num_slices(operator, y)
     size = parallel.padded_size(num_slices, mesh.size)
     y_placed = _place_measurement(y, operator, mesh, size)
     if x_init is not None:
