@@ -1,8 +1,8 @@
 """Every sampler, with its own default settings, against the baseline (FBP) on held-out CT.
 
-Setting: the embedded CT default (`configs/ct.py`: the shipped phantom64 prior, 20 parallel-beam
-views over 180 degrees, 30 steps from sigma 5, warm start from FBP, each sampler's config
-section) on a smaller volume of the same data family: the held-out phantom (seed 1234), 8
+Setting: the phantom CT config (`configs/ct.py:phantom`, the embedded default this was
+developed on: the shipped phantom64 prior, 20 parallel-beam views over 180 degrees, 30 steps
+from sigma 5, warm start from FBP, each sampler's config section) on a smaller volume of the same data family: the held-out phantom (seed 1234), 8
 slices at 64x64 (DPS, whose step back-propagates through the U-Net, 4 slices), ISCS noise.
 
 DDS, DDNM and ADMM z-TV must beat FBP by >= 3 dB (issue #8). DPS, an approximate posterior
