@@ -2,7 +2,10 @@
 
 Fixed iteration count (``lax.fori_loop``) so it traces once and costs the
 same on every device; guarded divisions so an exact solve (residual 0) stays
-finite. The inner product is pluggable: a sharded caller passes one that
+finite, and the iterate is frozen once the residual norm falls below ``rtol``
+times that of ``b`` (in float32, iterating on at round-off level makes CG on a
+singular system, such as the normal equations of an underdetermined A, drift
+off along the null space). The inner product is pluggable: a sharded caller passes one that
 ``lax.psum``-reduces over its mesh axis.
 """
 
@@ -30,7 +33,7 @@ def _safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
 
 def conjugate_gradient(apply_fn: Callable[[jax.Array], jax.Array], b: jax.Array,
                        x0: jax.Array, num_iters: int,
-                       inner: InnerFn = real_inner) -> jax.Array:
+                       inner: InnerFn = real_inner, rtol: float = 1e-5) -> jax.Array:
     """Approximately solves ``M x = b`` for a symmetric positive definite ``M``.
 
     Args:
@@ -48,16 +51,18 @@ def conjugate_gradient(apply_fn: Callable[[jax.Array], jax.Array], b: jax.Array,
     if num_iters < 0:
         raise ValueError(f"num_iters must be >= 0, got {num_iters}.")
     r = b - apply_fn(x0)
+    threshold = rtol**2 * inner(b, b)
     state = (x0, r, r, inner(r, r))
 
     def body(_, state):
         x, r, p, rs = state
+        active = rs > threshold
         mp = apply_fn(p)
-        alpha = _safe_div(rs, inner(p, mp))
+        alpha = jnp.where(active, _safe_div(rs, inner(p, mp)), 0)
         x = x + alpha * p
         r = r - alpha * mp
         rs_new = inner(r, r)
-        p = r + _safe_div(rs_new, rs) * p
-        return x, r, p, rs_new
+        p = r + jnp.where(active, _safe_div(rs_new, rs), 0) * p
+        return x, r, p, jnp.where(active, rs_new, rs)
 
     return jax.lax.fori_loop(0, num_iters, body, state)[0]
