@@ -1,0 +1,83 @@
+"""Tests of operators.mri (single-coil Cartesian MRI): FFT, mask, adjoints, pseudo-inverse."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from iscs_jax.operators.mri import CartesianMRI, cartesian_mask
+
+
+def _complex_normal(key, shape):
+    kr, ki = jax.random.split(key)
+    return jax.random.normal(kr, shape) + 1j * jax.random.normal(ki, shape)
+
+
+def test_fully_sampled_operator_is_the_orthonormal_dft():
+    x = np.random.default_rng(0).normal(size=(2, 6, 5))
+    op = CartesianMRI((6, 5), acceleration=1.0)
+    assert op.lines.tolist() == [0, 1, 2, 3, 4]
+    # The 2D DFT as a product of DFT matrices, scaled by 1/sqrt(HW) (independent of jnp.fft).
+    dft = lambda n: np.exp(-2j * np.pi * np.outer(np.arange(n), np.arange(n)) / n)
+    expected = dft(6) @ x @ dft(5).T / np.sqrt(30)
+    np.testing.assert_allclose(op.A(x), expected, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(op.A(x)), np.linalg.norm(x), rtol=1e-5)  # Parseval
+    np.testing.assert_allclose(op.AT(op.A(x)), x, atol=1e-5)  # F^H F = I
+
+
+def test_mask_has_the_acceleration_the_centre_and_the_seed():
+    mask = cartesian_mask(128, 4.0, 0.08, seed=3)
+    assert mask.sum() == 32  # 128 / 4 lines
+    centre = np.fft.fftshift(mask)[64 - 5:64 + 5]  # round(0.08 * 128) = 10 centre lines
+    assert centre.all()
+    np.testing.assert_array_equal(mask, cartesian_mask(128, 4.0, 0.08, seed=3))
+    assert not np.array_equal(mask, cartesian_mask(128, 4.0, 0.08, seed=4))
+    # Variable density: over many seeds, low frequencies are sampled more often.
+    freq = np.abs(np.fft.fftfreq(128) * 128)
+    rate = np.mean([cartesian_mask(128, 4.0, 0.08, s) for s in range(200)], axis=0)
+    assert rate[(freq > 5) & (freq < 20)].mean() > 2 * rate[freq > 45].mean()
+    with pytest.raises(ValueError, match="acceleration"):
+        cartesian_mask(16, 0.5, 0.1, 0)
+
+
+def test_complex_adjoint_identity():
+    op = CartesianMRI((8, 12), acceleration=3.0, center_fraction=0.2, seed=1)
+    kx, ky = jax.random.split(jax.random.key(0))
+    x = _complex_normal(kx, (3, 8, 12))
+    y = _complex_normal(ky, op.measurement_shape(3))
+    lhs, rhs = jnp.vdot(op.A(x), y), jnp.vdot(x, op.AH(y))  # <Ax, y> = <x, A^H y>
+    assert abs(complex(lhs - rhs)) <= 1e-4 * abs(complex(lhs))
+
+
+def test_real_adjoint_is_the_real_part():
+    op = CartesianMRI((8, 12), acceleration=3.0, seed=1)
+    kx, ky = jax.random.split(jax.random.key(1))
+    x = jax.random.normal(kx, (2, 8, 12))
+    y = _complex_normal(ky, op.measurement_shape(2))
+    lhs = float(jnp.real(jnp.vdot(op.A(x), y)))  # real inner product on C^n = R^2n
+    rhs = float(jnp.vdot(x, op.AT(y)))
+    assert abs(lhs - rhs) <= 1e-4 * abs(lhs)
+    assert op.AT(y).dtype == jnp.float32
+
+
+def test_pseudo_inverse_and_zero_filled_baseline():
+    op = CartesianMRI((16, 16), acceleration=4.0, center_fraction=0.125, seed=0)
+    y = _complex_normal(jax.random.key(2), op.measurement_shape(2)).astype(jnp.complex64)
+    np.testing.assert_allclose(op.A(op.pinv(y)), y, atol=1e-5)  # A A^+ y = y
+    x = jax.random.uniform(jax.random.key(3), (2, 16, 16))
+    x_pinv = op.pinv(op.A(x))
+    np.testing.assert_allclose(op.A(x_pinv), op.A(x), atol=1e-5)
+    # The pseudo-inverse is the minimum-norm solution: the projection of x onto the rows.
+    assert float(jnp.linalg.norm(x_pinv)) < float(jnp.linalg.norm(x))
+    np.testing.assert_allclose(op.baseline(op.A(x)), jnp.abs(x_pinv), atol=1e-6)
+    assert op.baseline_name == "zero_filled" and op.coupling == "slicewise"
+
+
+def test_shapes_and_validation():
+    op = CartesianMRI((16, 20), acceleration=4.0)
+    assert op.measurement_shape(3) == (3, 16, 5)
+    assert hash(op) == hash(CartesianMRI([16, 20], 4, 0.08, 0))
+    with pytest.raises(ValueError, match="shape"):
+        op.A(jnp.zeros((3, 16, 16)))
+    with pytest.raises(ValueError, match="center_fraction"):
+        CartesianMRI((16, 16), center_fraction=1.5)
