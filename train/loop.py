@@ -24,6 +24,7 @@ from flax import nnx
 
 from iscs_jax import checkpoint, parallel
 from iscs_jax.models import UNet, UNetConfig, edm_loss_weight, precondition
+from train import data
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +108,6 @@ def make_train_step(graphdef, tx: optax.GradientTransformation,
     return train_step
 
 
-def load_slices(config: ml_collections.ConfigDict) -> np.ndarray:
-    """Axial training slices ``[num_volumes * D, H, W]`` of phantoms with seeds 0..N-1."""
-    from iscs_jax.data.phantom import phantom_slices
-    d = config.data
-    shape = (d.slices_per_volume, d.resolution, d.resolution)
-    return phantom_slices(0, d.num_volumes, shape).astype(np.float32)
-
-
 def get_batch(slices: np.ndarray, config: ml_collections.ConfigDict, index: int) -> np.ndarray:
     """Batch number ``index`` ``[B, H, W]``, a pure function of (data seed, index)."""
     from iscs_jax.data.batches import batch_at
@@ -193,7 +186,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, slices: np.ndarray | 
     Args:
       config: the training config (see ``configs/train_phantom.py``).
       workdir: output folder: ``checkpoints/``, ``metrics.jsonl``, ``config.json``.
-      slices: training images ``[N, H, W]``; default phantom slices from ``config.data``.
+      slices: training images ``[N, H, W]``; default `train.data.load_slices(config)`.
       num_steps: stop after this many steps in total (for tests / interruption).
       progress: show a tqdm progress bar.
 
@@ -202,7 +195,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, slices: np.ndarray | 
     """
     record_config(config, workdir)
     num_steps = config.train.num_steps if num_steps is None else num_steps
-    slices = load_slices(config) if slices is None else slices
+    slices = data.load_slices(config) if slices is None else slices
     mesh = parallel.make_mesh(config.parallel.num_devices, "batch")
     if config.train.batch_size % mesh.size:
         raise ValueError(f"train.batch_size={config.train.batch_size} must be a multiple of "
