@@ -18,7 +18,11 @@ from configs import base
 def data_config() -> ml_collections.ConfigDict:
     """Input volume: the embedded phantom, a NIfTI file or a DICOM series folder."""
     data = ml_collections.ConfigDict()
-    data.path = ""  # "" = embedded phantom; a .nii/.nii.gz file; or a DICOM series folder.
+    data.path = ""  # "" = the embedded demo; a .nii/.nii.gz file; or a DICOM series folder.
+    data.embedded = "phantom"  # the demo when path is "": "phantom" (CT) or "mri" (MNI152 slab).
+    # The planes the 2D prior reconstructs, stacked along the remaining axis: "axial"
+    # ([D, H, W] slices), "coronal" or "sagittal" (planes containing z).
+    data.plane = "axial"
     data.phantom_seed = 1234  # held out: the shipped prior trains on phantom seeds < 1000.
     data.phantom_slices = 32  # D of the embedded phantom (in-plane size = prior resolution).
     # Files only (the phantom is in [0, 1]): "hu" maps the window [hu_min, hu_max] to [0, 1]
@@ -26,9 +30,10 @@ def data_config() -> ml_collections.ConfigDict:
     data.intensity = "hu"
     data.hu_min = -1000.0  # window of the shipped prior (the phantom's HU range).
     data.hu_max = 1600.0
-    data.slice_start = 0  # first slice used (after sorting).
-    data.num_slices = 0  # slices used from slice_start; 0 = all.
-    data.resize = True  # resample in-plane to the prior's resolution (else sizes must match).
+    data.slice_start = 0  # first plane used (of data.plane; after sorting).
+    data.num_slices = 0  # planes used from slice_start; 0 = all.
+    # Pad planes to a square and resample to the prior's resolution (else sizes must match).
+    data.resize = True
     data.sinogram = ""  # a measured sinogram .npy [D, views, detectors] used instead of A(x).
     return data
 
@@ -65,7 +70,8 @@ def sampler_config() -> ml_collections.ConfigDict:
     sampler.cg_iters = 10
     sampler.rho = 0.0  # Tikhonov weight of the CG step (the published CT setting uses 0).
     sampler.chunk_size = 8  # slices per denoiser call.
-    sampler.warm_start = "fbp"  # "fbp" or "none" (start from pure noise).
+    # "baseline" (FBP for CT; linear / zero-filled for MRI), "fbp" (the same) or "none".
+    sampler.warm_start = "fbp"
     sampler.fbp_filter = "ramp"
     return sampler
 
@@ -89,6 +95,7 @@ def operator_config(geometry: str, num_views: int,
     clamped to 0.5 before the log).
     """
     operator = ml_collections.ConfigDict()
+    operator.name = "parallel_beam"
     operator.geometry = geometry  # "sparse_view" (over 180 deg) or "limited_angle".
     operator.num_views = num_views
     operator.range_degrees = float(range_degrees)  # only for limited_angle, in (0, 180].
@@ -98,6 +105,38 @@ def operator_config(geometry: str, num_views: int,
     operator.photons = 1e5
     operator.attenuation = 4.0
     return operator
+
+
+def mri_operator_config(name: str) -> ml_collections.ConfigDict:
+    """MRI operators: ``"zsr"`` (z super-resolution) or ``"cartesian_mri"`` (CS-MRI).
+
+    ``measurement_noise`` "gaussian" adds ``noise_std`` Gaussian noise (complex circular
+    for the k-space of CS-MRI, ``E|n|^2 = noise_std^2``) in the units of the [0, 1] images.
+    """
+    operator = ml_collections.ConfigDict()
+    operator.name = name
+    operator.factor = 4  # zsr: thin slices per measured thick slice.
+    operator.acceleration = 4.0  # cartesian_mri: R, a 1/R share of phase-encoding lines kept.
+    operator.center_fraction = 0.08  # cartesian_mri: fully sampled centre of k-space.
+    operator.mask_seed = 0  # cartesian_mri: seed of the random outer lines.
+    operator.measurement_noise = "none"
+    operator.noise_std = 0.0
+    return operator
+
+
+def get_mri_config(operator_name: str):
+    """A reconstruction config on the embedded MRI slab with the ``mri128`` prior."""
+    config = get_sample_config("sparse_view", num_views=1)
+    config.operator = mri_operator_config(operator_name)
+    config.data.embedded = "mri"
+    config.data.plane = "coronal"  # planes containing z, stacked along y
+    config.data.intensity = "minmax"  # for files given with data.path
+    config.data.num_slices = 16  # 16 of the 48 held-out coronal planes (2 CPU cores)
+    config.data.slice_start = 16
+    config.prior.name = "mri128"
+    config.sde.sigma_max = 5.0
+    config.sampler.warm_start = "baseline"
+    return config
 
 
 def get_sample_config(geometry: str, num_views: int, range_degrees: float = 180.0):

@@ -1,4 +1,4 @@
-"""One reconstruction run: inputs -> FBP and DDS for each noise control -> table and files.
+"""One reconstruction run: inputs -> baseline (FBP, linear, zero-filled) and DDS per noise control.
 
 `run(config, config_name, workdir)` is what ``python -m sample`` calls; tests
 call it directly. The library is used through plain keyword arguments; this
@@ -16,13 +16,15 @@ import jax
 import numpy as np
 
 from iscs_jax import figures, io, metrics, noise, operators, parallel, samplers, sde
+from iscs_jax.data import prepare
 from iscs_jax.samplers import renoise
 from sample import inputs as inputs_lib
 from sample import prior as prior_lib
 from sample import report
 from sample.errors import UserError
 
-WARM_STARTS = ("fbp", "none")
+#: "baseline" (and "fbp", its CT name) warm-start from the operator's baseline.
+WARM_STARTS = ("baseline", "fbp", "none")
 #: Volumes are windowed to [0, 1], so PSNR/SSIM use a data range of 1.
 DATA_RANGE = 1.0
 
@@ -99,14 +101,25 @@ def _compile_seconds(jitted, *args, **kwargs) -> float:
 
 
 @functools.partial(jax.jit, static_argnames=("operator", "filter_name"))
-def _fbp(y, *, operator, filter_name):
-    return operator.fbp(y, filter=filter_name)
+def _baseline(y, *, operator, filter_name):
+    if isinstance(operator, operators.ParallelBeam):
+        return operator.fbp(y, filter=filter_name)
+    return operator.baseline(y)
 
 
-def run_fbp(operator, y, filter_name: str):
-    """FBP of every slice; returns (``[D, R, R]``, seconds without compilation)."""
-    _compile_seconds(_fbp, y, operator=operator, filter_name=filter_name)
-    return _timed(_fbp, y, operator=operator, filter_name=filter_name)
+def baseline_name(operator) -> str:
+    """The baseline's row name: ``fbp`` for CT, else ``operator.baseline_name``."""
+    return "fbp" if isinstance(operator, operators.ParallelBeam) else operator.baseline_name
+
+
+def run_baseline(operator, y, filter_name: str):
+    """The operator's baseline (FBP with ``filter_name`` for CT, else ``operator.baseline``).
+
+    Returns:
+      (``[N, R, R]``, seconds without compilation).
+    """
+    _compile_seconds(_baseline, y, operator=operator, filter_name=filter_name)
+    return _timed(_baseline, y, operator=operator, filter_name=filter_name)
 
 
 def switch_noise(kinds: tuple[str, ...], index: jax.Array):
@@ -218,12 +231,17 @@ def device_mesh(config):
                         "(jax.distributed.initialize).") from err
 
 
-def method_metrics(volumes, reference, seconds) -> dict:
-    """method -> metrics.json entry (only ``seconds`` without a reference)."""
+def method_metrics(volumes, reference, seconds, plane: str = "axial") -> dict:
+    """method -> metrics.json entry (only ``seconds`` without a reference).
+
+    Volumes are plane stacks ``[N, R, R]``; plane metrics are computed in the input's
+    orientation and the discontinuity along the stacking axis of ``plane``.
+    """
     table = {}
     for name, volume in volumes.items():
-        entry = ({} if reference is None else
-                 metrics.volume_metrics(volume, reference, data_range=DATA_RANGE))
+        entry = {} if reference is None else metrics.volume_metrics(
+            prepare.from_planes(volume, plane), prepare.from_planes(reference, plane),
+            data_range=DATA_RANGE, stack_axis=metrics.PLANES[plane])
         table[name] = _to_builtin({**entry, "seconds": seconds[name]})
     return table
 
@@ -235,14 +253,18 @@ def _to_builtin(tree):
 
 
 def write_results(folder: Path, inputs, volumes, stds, table, config, figure) -> None:
-    """Writes the NIfTI volumes, measurement, metrics, config and figure into ``folder``."""
+    """Writes the NIfTI volumes (input orientation), measurement, metrics, config and figure."""
+    def save(filename, planes):
+        io.write_nifti(folder / filename, prepare.from_planes(planes, inputs.plane),
+                       inputs.affine)
+
     for name, volume in volumes.items():
-        filename = "fbp.nii.gz" if name == "fbp" else f"recon_{name}.nii.gz"
-        io.write_nifti(folder / filename, volume, inputs.affine)
+        save(f"{name}.nii.gz" if name == baseline_name(inputs.operator) else
+             f"recon_{name}.nii.gz", volume)
     for name, std in stds.items():
-        io.write_nifti(folder / f"std_{name}.nii.gz", std, inputs.affine)
+        save(f"std_{name}.nii.gz", std)
     if inputs.reference is not None:
-        io.write_nifti(folder / "gt.nii.gz", inputs.reference, inputs.affine)
+        save("gt.nii.gz", inputs.reference)
     np.save(folder / "measurement.npy", inputs.measurement)
     (folder / "metrics.json").write_text(json.dumps(table, indent=2) + "\n")
     (folder / "config.json").write_text(config.to_json(indent=2) + "\n")
@@ -250,12 +272,23 @@ def write_results(folder: Path, inputs, volumes, stds, table, config, figure) ->
 
 
 def make_figure(volumes, inputs, config_name):
-    """Orthogonal views of ground truth, FBP and each reconstruction, with error maps."""
+    """Orthogonal views of ground truth, the baseline and each reconstruction, with errors."""
     labels = {name: ("FBP" if name == "fbp" else name) for name in volumes}
     spacing = io.voxel_spacing(inputs.affine)[::-1]
-    return figures.orthogonal_views({labels[n]: v for n, v in volumes.items()},
-                                    reference=inputs.reference, spacing=spacing,
-                                    title=f"{config_name}: {inputs.source}")
+    reference = (None if inputs.reference is None
+                 else prepare.from_planes(inputs.reference, inputs.plane))
+    return figures.orthogonal_views(
+        {labels[n]: prepare.from_planes(v, inputs.plane) for n, v in volumes.items()},
+        reference=reference, spacing=spacing, title=f"{config_name}: {inputs.source}")
+
+
+def describe_operator(operator, config) -> str:
+    """One phrase for the log line."""
+    if isinstance(operator, operators.ParallelBeam):
+        return f"{config.operator.geometry}, {operator.num_angles} views"
+    if isinstance(operator, operators.ZSuperResolution):
+        return f"z super-resolution x{operator.factor}"
+    return f"Cartesian MRI R={operator.acceleration:g}, {operator.lines.size} lines"
 
 
 def run(config, config_name: str, workdir: str | Path = "results", *, progress: bool = True,
@@ -287,13 +320,14 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
     config.sde.sigma_min = sigma_min(config, prior)
     measurement_key, sample_key = jax.random.split(jax.random.key(config.seed))
     inputs = inputs_lib.prepare_inputs(measurement_key, config, resolution)
-    log(f"input: {inputs.source} -> {inputs.measurement.shape[0]} slices of "
-        f"{resolution}x{resolution}; {config.operator.geometry}, {inputs.operator.num_angles} "
-        f"views; prior {config.prior.name}; {config.sampler.steps} steps")
+    log(f"input: {inputs.source} -> {inputs.measurement.shape[0]} {inputs.plane} planes of "
+        f"{resolution}x{resolution}; {describe_operator(inputs.operator, config)}; prior "
+        f"{config.prior.name}; {config.sampler.steps} steps")
     y = jax.numpy.asarray(inputs.measurement)
-    fbp, fbp_seconds = run_fbp(inputs.operator, y, config.sampler.fbp_filter)
-    volumes, stds, seconds = {"fbp": fbp}, {}, {"fbp": fbp_seconds}
-    x_init = jax.numpy.asarray(fbp) if config.sampler.warm_start == "fbp" else None
+    base, base_seconds = run_baseline(inputs.operator, y, config.sampler.fbp_filter)
+    name = baseline_name(inputs.operator)
+    volumes, stds, seconds = {name: base}, {}, {name: base_seconds}
+    x_init = None if config.sampler.warm_start == "none" else jax.numpy.asarray(base)
     report.PROGRESS.enabled = progress
     results = run_noise_kinds(kinds, sample_key, y, inputs.operator, prior.denoise_fn, sigmas,
                               x_init, config, log, mesh=mesh)
@@ -301,7 +335,7 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
         volumes[kind], seconds[kind] = mean, kind_seconds
         if std is not None:
             stds[kind] = std
-    table = method_metrics(volumes, inputs.reference, seconds)
+    table = method_metrics(volumes, inputs.reference, seconds, inputs.plane)
     log(report.format_table(table))
     if jax.process_index() != 0:  # every process computed the same result; process 0 writes it
         return None

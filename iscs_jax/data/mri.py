@@ -1,0 +1,49 @@
+"""The embedded MRI demo volume: a held-out coronal slab of the MNI152 2009a T1 template.
+
+The template (197 x 233 x 189 voxels of 1 mm, stored uint8, skull-stripped) ships inside
+the PyPI package nilearn (`TEMPLATE`); the ``mri128`` prior trains on its coronal
+planes outside `HELD_OUT` (``configs/train_mri128.py``). The 48 coronal planes
+``HELD_OUT`` (the stored j index; the planes through the centre) are shipped as
+``assets/mni152_t1_coronal_slab.nii.gz``, with the stored values and the template's
+affine shifted to the slab (`write_demo_volume` made it), so demo volume and training
+data come from one template but share no plane.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import nibabel as nib
+import numpy as np
+
+from iscs_jax import io
+from iscs_jax.data import packaged
+
+TEMPLATE = "pkg:nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+#: Held-out coronal planes ``[start, stop)`` of the template (stored j index = H of [D, H, W]).
+HELD_OUT = (92, 140)
+#: The stored template's intensity range (uint8), mapped to [0, 1] by the prior's window.
+INTENSITY_RANGE = (0.0, 255.0)
+DEMO_PATH = pathlib.Path(__file__).resolve().parent / "assets" / "mni152_t1_coronal_slab.nii.gz"
+
+
+def write_demo_volume(path=DEMO_PATH, template: str = TEMPLATE) -> pathlib.Path:
+    """Writes the `HELD_OUT` coronal slab of the template as a uint8 NIfTI file.
+
+    Needs the template (``pip install --no-deps nilearn``). The affine is the template's,
+    moved ``HELD_OUT[0]`` voxels along j, so world coordinates are unchanged.
+    """
+    image = nib.load(packaged.resolve(template))
+    start, stop = HELD_OUT
+    data = np.asarray(image.dataobj)[:, start:stop, :]
+    shift = np.eye(4)
+    shift[1, 3] = start
+    out = nib.Nifti1Image(data.astype(np.uint8), np.asarray(image.affine) @ shift)
+    out.header.set_xyzt_units("mm")
+    nib.save(out, str(path))
+    return pathlib.Path(path)
+
+
+def demo_volume() -> tuple[np.ndarray, np.ndarray]:
+    """The embedded slab as ``(volume float32 [D, H, W] = [189, 48, 197], affine [4, 4])``."""
+    return io.read_nifti(DEMO_PATH)
