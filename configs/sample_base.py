@@ -131,8 +131,6 @@ def get_mri_config(operator_name: str):
     config.data.embedded = "mri"
     config.data.plane = "coronal"  # planes containing z, stacked along y
     config.data.intensity = "minmax"  # for files given with data.path
-    config.data.num_slices = 16  # 16 of the 48 held-out coronal planes (2 CPU cores)
-    config.data.slice_start = 16
     config.prior.name = "mri128"
     config.sde.sigma_max = 5.0
     config.sampler.warm_start = "baseline"
