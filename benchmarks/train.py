@@ -1,4 +1,4 @@
-"""Training throughput of the shipped config: ``python benchmarks/train.py [--config_arg smoke]``.
+"""Training throughput of a training config: ``python benchmarks/train.py [--config configs/train_chest128.py] [--config_arg smoke]``.
 
 Prints compile time, steps/s and samples/s over a few timed steps on random data.
 """
@@ -13,17 +13,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from configs.train_phantom import get_config  # noqa: E402
+import importlib.util  # noqa: E402
 from iscs_jax import parallel  # noqa: E402
 from train import loop  # noqa: E402
 
 
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--config", default="configs/train_phantom.py", help="training config file")
     parser.add_argument("--config_arg", default=None, help="e.g. 'smoke'")
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()
-    config = get_config(args.config_arg)
+    spec = importlib.util.spec_from_file_location("train_config", args.config)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(args.config_arg)
     mesh = parallel.make_mesh(config.parallel.num_devices, "batch")
     tx = loop.make_optimizer(config)
     graphdef, state = loop.create_train_state(config, tx)

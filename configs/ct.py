@@ -1,17 +1,14 @@
 """Sparse-view CT: 20 parallel-beam views over 180 degrees, DDS with ISCS noise.
 
-``python -m sample --config ct.py`` reconstructs the embedded phantom with the
-shipped prior and compares iid with ISCS noise; ``ct.py:smoke`` runs in seconds.
+``python -m sample --config ct.py`` reconstructs the embedded held-out chest CT slab with the
+shipped ``chest128`` prior and compares iid with ISCS noise; ``ct.py:smoke`` runs in seconds;
+``ct.py:phantom`` uses the procedural phantom and the ``phantom64`` prior instead.
 """
 
 from configs import sample_base
 
 
 def get_config(arg=None):
-    """Args: arg: None or "smoke"."""
+    """Args: arg: None, or comma-separated "smoke" / "phantom" (see `sample_base.ARGUMENTS`)."""
     config = sample_base.get_sample_config("sparse_view", num_views=20)
-    if arg == "smoke":
-        sample_base.shrink_for_smoke(config)
-    elif arg not in (None, ""):
-        raise ValueError(f"Unknown config argument {arg!r}; use ct.py or ct.py:smoke.")
-    return config
+    return sample_base.apply_arguments(config, arg, "ct.py")

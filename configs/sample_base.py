@@ -16,19 +16,23 @@ from configs import base
 
 
 def data_config() -> ml_collections.ConfigDict:
-    """Input volume: the embedded phantom, a NIfTI file or a DICOM series folder."""
+    """Input volume: an embedded volume, a NIfTI file or a DICOM series folder (or file)."""
     data = ml_collections.ConfigDict()
-    data.path = ""  # "" = the embedded demo; a .nii/.nii.gz file; or a DICOM series folder.
-    data.embedded = "phantom"  # the demo when path is "": "phantom" (CT) or "mri" (MNI152 slab).
+    # A .nii/.nii.gz file, a DICOM series folder or one DICOM file; "" = `embedded`.
+    data.path = ""
+    # Embedded input when path is "": "chest_ct" (held-out real chest CT slices 69-132, int16
+    # HU at 128x128, see README), "mri" (held-out coronal MNI152 T1 planes, see README) or
+    # "phantom" (procedural, generated at the prior's size).
+    data.embedded = "chest_ct"
     # The planes the 2D prior reconstructs, stacked along the remaining axis: "axial"
     # ([D, H, W] slices), "coronal" or "sagittal" (planes containing z).
     data.plane = "axial"
-    data.phantom_seed = 1234  # held out: the shipped prior trains on phantom seeds < 1000.
-    data.phantom_slices = 32  # D of the embedded phantom (in-plane size = prior resolution).
-    # Files only (the phantom is in [0, 1]): "hu" maps the window [hu_min, hu_max] to [0, 1]
+    data.phantom_seed = 1234  # held out: the phantom64 prior trains on phantom seeds < 1000.
+    data.phantom_slices = 32  # D of the procedural phantom (in-plane size = prior resolution).
+    # Files (the phantom is already in [0, 1]): "hu" maps the window [hu_min, hu_max] to [0, 1]
     # (clipped); "minmax" the volume's own range; "none" keeps the values.
     data.intensity = "hu"
-    data.hu_min = -1000.0  # window of the shipped prior (the phantom's HU range).
+    data.hu_min = -1000.0  # window of the shipped priors (and of the published CT priors).
     data.hu_max = 1600.0
     data.slice_start = 0  # first plane used (of data.plane; after sorting).
     data.num_slices = 0  # planes used from slice_start; 0 = all.
@@ -41,7 +45,7 @@ def data_config() -> ml_collections.ConfigDict:
 def prior_config() -> ml_collections.ConfigDict:
     """The 2D prior: a shipped name, a checkpoint path, or "gaussian" (no learned prior)."""
     prior = ml_collections.ConfigDict()
-    prior.name = "phantom64"
+    prior.name = "chest128"  # trained on slices 0-64 of the chest CT; "phantom64" for phantoms
     # Only for name="gaussian" (a closed-form MMSE denoiser of a per-pixel Gaussian, for tests
     # and ablations): image size, prior mean and standard deviation.
     prior.resolution = 64
@@ -160,4 +164,33 @@ def shrink_for_smoke(config):
     config.sampler.steps = 3
     config.sampler.cg_iters = 3
     config.sampler.chunk_size = 2  # two denoiser calls per step (exercises the chunking)
+    return config
+
+
+def use_phantom(config):
+    """``:phantom``: the procedural phantom with the ``phantom64`` prior it was trained for."""
+    config.data.path = ""
+    config.data.embedded = "phantom"
+    config.prior.name = "phantom64"
+    return config
+
+
+#: Config arguments (``ct.py:phantom,smoke``) and what they do, applied in this order.
+ARGUMENTS = {"phantom": use_phantom, "smoke": shrink_for_smoke}
+
+
+def apply_arguments(config, arg, config_file: str):
+    """Applies the comma-separated config arguments ``arg`` (see `ARGUMENTS`).
+
+    Raises:
+      ValueError: an unknown argument; the message lists the valid ones.
+    """
+    names = [a.strip() for a in str(arg or "").split(",") if a.strip()]
+    unknown = [a for a in names if a not in ARGUMENTS]
+    if unknown:
+        raise ValueError(f"Unknown config argument(s) {unknown} for {config_file}; valid: "
+                         f"{sorted(ARGUMENTS)}, comma-separated (e.g. {config_file}:phantom,smoke).")
+    for name in ARGUMENTS:
+        if name in names:
+            ARGUMENTS[name](config)
     return config

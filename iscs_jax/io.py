@@ -196,23 +196,27 @@ def read_dicom_series(folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray
     if not folder.is_dir():
         raise VolumeError(f"{str(folder)!r} is a file, not a DICOM series folder; give the folder "
                           "that holds one .dcm file per slice (or a .nii/.nii.gz file).")
-    slices = _dicom_files(folder)
+    return _dicom_volume(_dicom_files(folder), folder.name)
+
+
+def _dicom_volume(slices: list, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted, rescaled ``[D, H, W]`` HU volume and affine of DICOM datasets of one series."""
     row_dir, col_dir, positions = _dicom_geometry(slices)
     order = np.argsort(positions, kind="stable")
     slices, positions = [slices[i] for i in order], positions[order]
     try:
         pixels = [s.pixel_array for s in slices]
     except Exception as err:  # pydicom raises many types for compressed / corrupt pixel data
-        raise VolumeError(f"Could not decode the pixel data of the DICOM series in "
-                          f"{str(folder)!r} ({err}); install the decoder pydicom names, or "
-                          "convert the series to NIfTI.") from err
+        raise VolumeError(f"Could not decode the pixel data of the DICOM image(s) {name!r} "
+                          f"({err}); install the decoder pydicom names, or convert the series "
+                          "to NIfTI.") from err
     shapes = {p.shape for p in pixels}
     if len(shapes) != 1:
-        raise VolumeError(f"The DICOM slices in {str(folder)!r} have different sizes {shapes}; "
+        raise VolumeError(f"The DICOM slices in {name!r} have different sizes {shapes}; "
                           "the folder must hold a single series.")
     volume = np.stack([p.astype(np.float64) * float(s.get("RescaleSlope", 1.0))
                        + float(s.get("RescaleIntercept", 0.0)) for p, s in zip(pixels, slices)])
-    volume = validate_volume(volume, name=f"DICOM series {folder.name!r}")
+    volume = validate_volume(volume, name=f"DICOM {name!r}")
     return volume, _dicom_affine(slices, row_dir, col_dir, positions)
 
 
@@ -234,11 +238,32 @@ def _dicom_affine(slices, row_dir, col_dir, positions) -> np.ndarray:
     return _LPS_TO_RAS @ affine
 
 
+def read_dicom_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Reads one DICOM image as a one-slice volume ``[1, H, W]`` in HU, with its affine.
+
+    Raises:
+      VolumeError: not a DICOM image with pixel data and ImagePositionPatient.
+    """
+    import pydicom
+
+    path = Path(path)
+    try:
+        ds = pydicom.dcmread(str(path))
+    except Exception as err:  # pydicom raises many types for non-DICOM files
+        raise VolumeError(f"Cannot read {str(path)!r}: it is neither .nii/.nii.gz nor a DICOM "
+                          f"file ({err}); give a NIfTI file, a DICOM file or a DICOM series "
+                          "folder.") from err
+    if "PixelData" not in ds or "ImagePositionPatient" not in ds:
+        raise VolumeError(f"The DICOM file {str(path)!r} has no pixel data or no "
+                          "ImagePositionPatient; give a CT/MR image file.")
+    return _dicom_volume([ds], path.name)
+
+
 def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Reads a NIfTI file or a DICOM series folder (dispatch on the path).
+    """Reads a NIfTI file, a DICOM series folder or a single DICOM file (dispatch on the path).
 
     Returns:
-      ``(volume float32 [D, H, W], affine [4, 4])``.
+      ``(volume float32 [D, H, W], affine [4, 4])``; ``D == 1`` for a single DICOM image.
     """
     path = Path(path)
     if is_nifti(path):
@@ -246,8 +271,7 @@ def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     if path.is_dir():
         return read_dicom_series(path)
     _require_file(path, "Input")
-    raise VolumeError(f"Cannot read {str(path)!r}: give a .nii/.nii.gz file or a folder holding "
-                      "a DICOM series.")
+    return read_dicom_file(path)
 
 
 def read_sinogram(path: str | os.PathLike, expected_shape) -> np.ndarray:

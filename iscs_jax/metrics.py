@@ -136,8 +136,9 @@ def volume_metrics(recon: jax.Array, ref: jax.Array, data_range=None,
 
     Returns:
       ``{"psnr": volume PSNR over all voxels, "ssim": mean of the three planes'
-      SSIM, "discontinuity": see `discontinuity`, "axial": {"psnr", "ssim"},
-      "coronal": {...}, "sagittal": {...}}``.
+      SSIM, "discontinuity": see `discontinuity` (``None`` for a single slice, where
+      it does not apply), "axial": {"psnr", "ssim"}, "coronal": {...},
+      "sagittal": {...}}``.
     """
     if recon.shape != ref.shape or len(ref.shape) != 3:
         raise ValueError(f"recon and ref must be [D, H, W] of one shape, got {recon.shape}, {ref.shape}.")
@@ -145,6 +146,7 @@ def volume_metrics(recon: jax.Array, ref: jax.Array, data_range=None,
     planes = {name: plane_metrics(recon, ref, name, data_range) for name in PLANES}
     return {"psnr": float(psnr(recon, ref, data_range)),
             "ssim": float(np.mean([p["ssim"] for p in planes.values()])),
-            "discontinuity": float(discontinuity(jnp.moveaxis(recon, stack_axis, 0),
-                                                 jnp.moveaxis(ref, stack_axis, 0), data_range)),
+            "discontinuity": (float(discontinuity(jnp.moveaxis(recon, stack_axis, 0),
+                                                  jnp.moveaxis(ref, stack_axis, 0), data_range))
+                              if ref.shape[stack_axis] > 1 else None),
             **planes}

@@ -19,12 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from iscs_jax import io, operators
-from iscs_jax.data import mri, phantom, prepare
+from iscs_jax.data import mri, packaged, phantom, prepare
 from sample.errors import UserError, as_user_error
 
 GEOMETRIES = ("sparse_view", "limited_angle")
 OPERATOR_NAMES = ("parallel_beam", "zsr", "cartesian_mri")
-EMBEDDED = ("phantom", "mri")
 INTENSITIES = ("hu", "minmax", "none")
 #: HU below this is padding outside the scan circle and becomes air (CT windows only).
 CT_AIR_HU = -1024.0
@@ -55,27 +54,41 @@ class Inputs:
     plane: str = "axial"
 
 
-def load_volume(data_config, resolution: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """The raw volume ``[D, H, W]``, its affine and a description, from ``data.path``.
+#: Embedded default volumes (``data.path`` empty): name -> file inside this package, or
+#: ``None`` for the procedural phantom (already in [0, 1]).
+EMBEDDED = {
+    "chest_ct": "pkg:iscs_jax/data/assets/chest_ct_69-132.nii.gz",
+    "mri": "pkg:iscs_jax/data/assets/mni152_t1_coronal_slab.nii.gz",  # see iscs_jax.data.mri
+    "phantom": None,
+}
 
-    An empty ``data.path`` is the embedded demo ``data.embedded``: the CT phantom (already
-    in [0, 1], at the prior's resolution) or the MRI slab (`iscs_jax.data.mri`).
+
+def uses_phantom(data_config) -> bool:
+    """Whether the input is the procedural phantom (no ``data.path``, ``embedded="phantom"``)."""
+    return not data_config.path and data_config.embedded == "phantom"
+
+
+def load_volume(data_config, resolution: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """The raw volume ``[D, H, W]``, its affine and a description.
+
+    From ``data.path`` when set, else the embedded volume ``data.embedded`` (`EMBEDDED`).
     """
-    if not data_config.path:
-        embedded = data_config.get("embedded", "phantom")
-        if embedded not in EMBEDDED:
-            raise UserError(f"data.embedded={embedded!r} is not one of {EMBEDDED}.")
-        if embedded == "mri":
-            volume, affine = mri.demo_volume()
-            return volume, affine, "embedded MRI slab (MNI152 2009a T1, held-out planes)"
-        shape = (int(data_config.phantom_slices), resolution, resolution)
-        if shape[0] < 1:
-            raise UserError(f"data.phantom_slices must be >= 1, got {shape[0]}.")
-        volume = phantom.phantom_volume(int(data_config.phantom_seed), shape)
-        return volume, np.eye(4), f"phantom (seed {data_config.phantom_seed})"
+    path, source = data_config.path, str(data_config.path)
+    if not path:
+        if data_config.embedded not in EMBEDDED:
+            raise UserError(f"data.embedded={data_config.embedded!r} is not one of "
+                            f"{sorted(EMBEDDED)}; or give a file with --config.data.path.")
+        if uses_phantom(data_config):
+            shape = (int(data_config.phantom_slices), resolution, resolution)
+            if shape[0] < 1:
+                raise UserError(f"data.phantom_slices must be >= 1, got {shape[0]}.")
+            volume = phantom.phantom_volume(int(data_config.phantom_seed), shape)
+            return volume, np.eye(4), f"phantom (seed {data_config.phantom_seed})"
+        path = packaged.resolve(EMBEDDED[data_config.embedded])
+        source = f"embedded {data_config.embedded}"
     with as_user_error():
-        volume, affine = io.read_volume(data_config.path)
-    return volume, affine, str(data_config.path)
+        volume, affine = io.read_volume(path)
+    return volume, affine, source
 
 
 def select_slices(volume, affine, start: int, count: int):
@@ -106,17 +119,18 @@ def select_planes(volume, affine, plane: str, start: int, count: int):
 def window_settings(data_config) -> tuple[str, tuple[float, float], float | None]:
     """``(window, window_range, floor)`` for `prepare.prepare_planes` from ``data``.
 
-    The embedded phantom is already in [0, 1] ("none"); the embedded MRI slab uses the
-    template's stored range (the ``mri128`` prior's window); files use ``data.intensity``:
+    The procedural phantom is already in [0, 1] ("none"); the embedded MRI slab uses the
+    template's stored range (the ``mri128`` prior's window); files (and the embedded chest
+    CT) use ``data.intensity``:
     "hu" (the ``[hu_min, hu_max]`` window over the CT air floor), "minmax" or "none".
     """
     intensity = data_config.intensity
     if intensity not in INTENSITIES:
         raise UserError(f"data.intensity={intensity!r} is not one of {INTENSITIES}.")
-    if not data_config.path:
-        if data_config.get("embedded", "phantom") == "mri":
-            return "range", mri.INTENSITY_RANGE, None
+    if uses_phantom(data_config):
         return "none", (0.0, 1.0), None
+    if not data_config.path and data_config.embedded == "mri":
+        return "range", mri.INTENSITY_RANGE, None
     if intensity == "hu":
         low, high = float(data_config.hu_min), float(data_config.hu_max)
         if not high > low:

@@ -98,8 +98,10 @@ def format_table(metrics: Mapping[str, Mapping]) -> str:
                          + f" {entry['seconds']:>8.2f}")
             continue
         planes = "".join(f" {entry[p]['psnr']:>9.2f} {entry[p]['ssim']:>9.4f}" for p in PLANES)
+        jump = entry["discontinuity"]
+        jump = "-" if jump is None else f"{jump:.4f}"  # None: a single slice
         lines.append(f"{name:<11} {entry['psnr']:>6.2f} {entry['ssim']:>6.4f}{planes}"
-                     f" {entry['discontinuity']:>9.4f} {entry['seconds']:>8.2f}")
+                     f" {jump:>9} {entry['seconds']:>8.2f}")
     return "\n".join(lines)
 
 

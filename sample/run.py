@@ -249,7 +249,7 @@ def method_metrics(volumes, reference, seconds, plane: str = "axial") -> dict:
 def _to_builtin(tree):
     if isinstance(tree, dict):
         return {k: _to_builtin(v) for k, v in tree.items()}
-    return float(np.asarray(tree))
+    return None if tree is None else float(np.asarray(tree))
 
 
 def write_results(folder: Path, inputs, volumes, stds, table, config, figure) -> None:

@@ -32,7 +32,7 @@ FAST = ["--config.prior.name=gaussian", f"--config.prior.resolution={RESOLUTION}
 HU_MIN, HU_MAX = -1000.0, 1600.0  # the configs' default window
 
 
-def smoke(workdir, *extra, config="ct.py:smoke"):
+def smoke(workdir, *extra, config="ct.py:phantom,smoke"):
     return ["--config", config, *FAST, "--workdir", str(workdir), *extra]
 
 
@@ -142,6 +142,33 @@ def test_dicom_series_input(tmp_path, capsys):
     assert set(json.loads((folder / "metrics.json").read_text())) == {"fbp", "iscs"}
 
 
+def _single_slice_inputs(tmp_path, hu):
+    """The same one-slice HU image as a NIfTI file, a DICOM file and a one-image DICOM folder."""
+    test_io.write_dicom_series(tmp_path / "one", hu[None])
+    nifti = tmp_path / "one.nii.gz"
+    io.write_nifti(nifti, hu[None], np.eye(4))
+    return {"nifti": nifti, "dicom file": next((tmp_path / "one").glob("*.dcm")),
+            "dicom folder": tmp_path / "one"}
+
+
+def test_single_slice_inputs_reconstruct_in_2d(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    hu = np.round(rng.uniform(-900, 1500, size=(RESOLUTION, RESOLUTION)) / 2) * 2
+    for name, path in _single_slice_inputs(tmp_path, hu).items():
+        folder, out = run_ok(capsys, smoke(tmp_path / name.replace(" ", "_"),
+                                           f"--config.data.path={path}",
+                                           "--config.data.num_slices=0"))
+        gt, _ = load(folder, "gt.nii.gz")
+        np.testing.assert_allclose(gt, (hu[None] - HU_MIN) / (HU_MAX - HU_MIN), atol=1e-6,
+                                   err_msg=name)
+        table = json.loads((folder / "metrics.json").read_text())
+        for method in ("fbp", "iid", "iscs"):
+            assert table[method]["discontinuity"] is None, name
+            assert table[method]["axial"]["psnr"] > 0
+        iscs_row = next(line for line in out.splitlines() if line.startswith("iscs"))
+        assert iscs_row.split()[-2] == "-"  # the discontinuity column
+
+
 def test_num_samples_writes_mean_and_std(tmp_path, capsys):
     folder, _ = run_ok(capsys, smoke(tmp_path, "--config.num_samples=2", "--config.compare=",
                                      "--config.noise.kind=iid"))
@@ -212,7 +239,7 @@ def test_bad_input_is_one_paragraph_and_leaves_nothing(tmp_path, capsys, case):
     assert set(cases) == set(BAD_INPUTS)
     extra, messages = cases[case]
     workdir = tmp_path / "results"
-    run_fails(capsys, smoke(workdir, *extra, config="lact.py:smoke"), *messages)
+    run_fails(capsys, smoke(workdir, *extra, config="lact.py:phantom,smoke"), *messages)
     assert not workdir.exists()
 
 
@@ -244,7 +271,13 @@ def test_config_resolution_and_overrides(tmp_path):
     assert args.config.sampler.steps == 50 and args.config.data.resize is False
     assert args.config.sde.sigma_max == 7.0 and args.workdir == str(tmp_path) and args.verbose
     defaults = cli.load_config("ct.py")[0]
-    assert defaults.prior.name == "phantom64" and defaults.compare == "iid,iscs"
+    assert defaults.prior.name == "chest128" and defaults.compare == "iid,iscs"
+    assert defaults.data.path == "" and defaults.data.embedded == "chest_ct"
+    phantom_config = cli.load_config("ct.py:phantom,smoke")[0]
+    assert (phantom_config.prior.name, phantom_config.data.embedded) == ("phantom64", "phantom")
+    assert phantom_config.sampler.steps == 3
+    with pytest.raises(UserError, match="phantom"):
+        cli.load_config("ct.py:fast")
     assert defaults.sde.sigma_max == 5 and defaults.sampler.steps == 30
     assert defaults.sampler.cg_iters == 10 and defaults.data.phantom_seed >= 1000
     with pytest.raises(UserError, match="Unknown flag"):
@@ -309,9 +342,9 @@ def write_tiny_prior(folder, channels=1, resolution=16):
 
 def test_learned_prior_channel_mismatch_and_missing_prior(tmp_path, capsys):
     two = write_tiny_prior(tmp_path / "priors", channels=2)
-    run_fails(capsys, ["--config", "ct.py:smoke", f"--config.prior.name={two}",
+    run_fails(capsys, ["--config", "ct.py:phantom,smoke", f"--config.prior.name={two}",
                        "--workdir", str(tmp_path / "out2")], "2-channel", "single-channel")
-    run_fails(capsys, ["--config", "ct.py:smoke", f"--config.prior.name={tmp_path}/none",
+    run_fails(capsys, ["--config", "ct.py:phantom,smoke", f"--config.prior.name={tmp_path}/none",
                        "--workdir", str(tmp_path / "out3")], "Could not load the prior",
               "prior.name=gaussian")
     assert not (tmp_path / "out2").exists() and not (tmp_path / "out3").exists()
@@ -326,7 +359,7 @@ def _subprocess(args, cwd):
 def test_cli_subprocess_with_a_learned_prior_file_and_failure(tmp_path):
     """``python -m sample`` with an (untrained, tiny) U-Net prior in the shipped file format."""
     stem = write_tiny_prior(tmp_path / "priors")
-    done = _subprocess(["--config", "ct.py:smoke", f"--config.prior.name={stem}",
+    done = _subprocess(["--config", "ct.py:phantom,smoke", f"--config.prior.name={stem}",
                         "--config.compare=iscs", "--config.sampler.steps=2", "--workdir", "runs"],
                        cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -75,7 +75,9 @@ def test_linear_baseline_interpolates_between_centres():
 
 
 def test_coupling_and_validation():
-    assert ZSuperResolution(4, (8, 8)).coupling == "halo" and ZSuperResolution(4).halo == 3
+    along_slices = ZSuperResolution(4, (8, 8), depth=10)
+    assert along_slices.coupling == "global" and along_slices.halo == 3
+    assert along_slices.volume_shape == (10, 8, 8)
     inplane = ZSuperResolution(4, (8, 8), z_axis=1)
     assert inplane.coupling == "slicewise" and inplane.slicewise and inplane.halo == 0
     assert hash(inplane) == hash(ZSuperResolution(4, [8, 8], z_axis=1))

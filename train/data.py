@@ -33,6 +33,16 @@ def phantom_source(data: ml_collections.ConfigDict) -> np.ndarray:
     return phantom_slices(0, data.num_volumes, shape).astype(np.float32)
 
 
+def resample_hu(volume: np.ndarray, resolution: int, plane: str = "axial") -> np.ndarray:
+    """HU volume ``[D, H, W]`` -> planes ``[N, R, R]`` in HU: air floor, square, resize.
+
+    `prepare.prepare_planes` without the window (the embedded demo slabs are stored so,
+    see `train.slab`; the CLI windows them as it windows any file).
+    """
+    return prepare.prepare_planes(volume, plane=plane, resolution=resolution, window="none",
+                                  floor=AIR_HU)
+
+
 def hu_volume_slices(volume: np.ndarray, resolution: int, hu_range,
                      plane: str = "axial") -> np.ndarray:
     """HU volume ``[D, H, W]`` -> planes ``[N, R, R]`` in [0, 1]: air floor, resize, window.

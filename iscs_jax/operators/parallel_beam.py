@@ -158,14 +158,18 @@ class ParallelBeam:
       angles: projection angles in radians (any sequence; stored as a tuple).
       num_detectors: detector count (unit spacing, centred at index n // 2);
         defaults to the smallest odd count covering the image diagonal.
+      filter: FBP filter of `baseline` (a key of ``filters.FILTERS``).
     """
 
     image_shape: tuple[int, int]
     angles: tuple[float, ...]
     num_detectors: int | None = None
+    filter: str = "ramp"
 
     #: Acts on each slice independently (a sharded sampler may apply it locally).
-    slicewise: ClassVar[bool] = True
+    coupling: ClassVar[str] = "slicewise"
+    #: `baseline` is filtered backprojection.
+    baseline_name: ClassVar[str] = "fbp"
 
     def __post_init__(self):
         shape = tuple(int(s) for s in self.image_shape)
@@ -180,9 +184,17 @@ class ParallelBeam:
             num_detectors += 1 - num_detectors % 2  # odd: centred detector
         if int(num_detectors) < 1:
             raise ValueError(f"num_detectors must be >= 1, got {num_detectors}.")
+        if self.filter not in filters.FILTERS:
+            raise ValueError(f"Unknown FBP filter {self.filter!r}; valid names are "
+                             f"{sorted(filters.FILTERS)}.")
         object.__setattr__(self, "image_shape", shape)
         object.__setattr__(self, "angles", tuple(float(t) for t in angles))
         object.__setattr__(self, "num_detectors", int(num_detectors))
+
+    @property
+    def slicewise(self) -> bool:
+        """Legacy flag: ``coupling == "slicewise"``."""
+        return self.coupling == "slicewise"
 
     @property
     def num_angles(self) -> int:
@@ -238,6 +250,10 @@ class ParallelBeam:
         self._check(y, self.measurement_shape(), "y")
         response = filters.fbp_filter(filter, filters.padded_length(self.num_detectors))
         return _filtered_backprojection(self, y, response)
+
+    def baseline(self, y: jax.Array) -> jax.Array:
+        """The protocol's baseline: `fbp` with this operator's ``filter``."""
+        return self.fbp(y, filter=self.filter)
 
 
 # Jitted once per (operator, shape); nested under an outer jit they are inlined.

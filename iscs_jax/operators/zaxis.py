@@ -57,13 +57,17 @@ class ZBlur:
         measured slice averages its neighbours).
       inner: slice-wise operator applied after the blur (``slicewise`` True),
         or ``None`` for the identity.
+      image_shape: (H, W) of a slice; only needed for `measurement_shape` when
+        ``inner`` is None (otherwise ``inner.image_shape``).
     """
 
     kernel: tuple[float, ...] = (0.25, 0.5, 0.25)
     inner: Any = None
+    image_shape: tuple[int, int] | None = None
 
-    #: Couples slices: a sharded sampler must use `A_sharded` / `AT_sharded`.
-    slicewise: ClassVar[bool] = False
+    #: Couples each slice with `halo` neighbours on each side: a sharded sampler
+    #: must use `A_sharded` / `AT_sharded`.
+    coupling: ClassVar[str] = "halo"
 
     def __post_init__(self):
         taps = np.asarray(self.kernel, np.float64).reshape(-1)
@@ -73,11 +77,45 @@ class ZBlur:
         if self.inner is not None and not getattr(self.inner, "slicewise", False):
             raise ValueError("inner must be a slice-wise operator (slicewise=True) or None.")
         object.__setattr__(self, "kernel", tuple(float(t) for t in taps))
+        if self.image_shape is not None:
+            object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
+
+    @property
+    def slicewise(self) -> bool:
+        """Legacy flag: ``coupling == "slicewise"`` (False)."""
+        return self.coupling == "slicewise"
 
     @property
     def radius(self) -> int:
         """Halo width r: output slice k depends on input slices k - r .. k + r."""
         return len(self.kernel) // 2
+
+    @property
+    def halo(self) -> int:
+        """The protocol's halo width (= `radius`)."""
+        return self.radius
+
+    @property
+    def baseline_name(self) -> str:
+        """``"measured"`` (the blurred slices themselves) or the inner operator's baseline."""
+        return "measured" if self.inner is None else self.inner.baseline_name
+
+    def measurement_shape(self, num_slices: int) -> tuple[int, ...]:
+        """Shape of ``A(x)`` for ``num_slices`` slices."""
+        if self.inner is not None:
+            return self.inner.measurement_shape(num_slices)
+        if self.image_shape is None:
+            raise ValueError("ZBlur without inner needs image_shape=(H, W) for "
+                             "measurement_shape; pass it when building the operator.")
+        return (int(num_slices), *self.image_shape)
+
+    def baseline(self, y: jax.Array) -> jax.Array:
+        """The measured (blurred) slices, or ``inner.baseline(y)``: ``[D, H, W]``.
+
+        No deblurring: the baseline is what a reader sees without a prior.
+        """
+        y = jnp.asarray(y, jnp.float32)
+        return y if self.inner is None else self.inner.baseline(y)
 
     def _inner_A(self, x):
         return x if self.inner is None else self.inner.A(x)

@@ -12,8 +12,11 @@ Where z is (``z_axis``):
 * ``z_axis = 1`` or ``2``: z lies inside each slice (the volume is a stack of planes
   that contain z, e.g. coronal planes ``[Y, Z, X]``). The operator is then slice-wise:
   slice k of ``y`` depends only on slice k of ``x``.
-* ``z_axis = 0``: z is the slice axis; thick slice b couples slices ``b f .. b f + f - 1``
-  (``coupling = "halo"``, ``halo = factor - 1``).
+* ``z_axis = 0``: z is the slice axis; thick slice b couples slices ``b f .. b f + f - 1``.
+  ``y`` then has ``ceil(D / f)`` rows, not D, so it cannot be sharded in step with the
+  thin slices: in the terms of `operators.protocol` the coupling is ``"global"`` (``y`` is
+  passed replicated and `local_measurement` cuts each device's view of it), although the
+  communication it needs is only a halo of ``halo = factor - 1`` slices.
 
 Sharding (``z_axis = 0``). A device's block of slices need not align with the thick
 slices (the sharded sampler pads D to a multiple of the device count only), so a
@@ -104,8 +107,16 @@ class ZSuperResolution:
 
     @property
     def coupling(self) -> str:
-        """``"slicewise"`` when z is inside the slices, else ``"halo"``."""
-        return "halo" if self.z_axis == 0 else "slicewise"
+        """``"slicewise"`` when z is inside the slices, else ``"global"`` (see the module)."""
+        return "global" if self.z_axis == 0 else "slicewise"
+
+    @property
+    def volume_shape(self) -> tuple[int, int, int]:
+        """``[D, H, W]`` of the thin volume (needs ``image_shape``; D = ``depth``)."""
+        if self.z_axis != 0 or self.image_shape is None or self.depth is None:
+            raise ValueError("volume_shape is defined along the slice axis (z_axis=0) with "
+                             "image_shape and depth: ZSuperResolution(factor, (H, W), depth=D).")
+        return (int(self.depth), *self.image_shape)
 
     @property
     def slicewise(self) -> bool:

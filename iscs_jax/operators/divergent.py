@@ -1,0 +1,287 @@
+"""Shared core of the divergent-beam projectors (`ConeBeam`, `FanBeam`): geometry,
+a Joseph-style forward projection and filtered backprojection (FDK / fan-beam FBP).
+
+Geometry (world units, e.g. mm; see `cone_beam` for the full statement). At angle
+a the source is at ``S (sin a, -cos a, 0)``, the flat detector's centre at
+``O (-sin a, cos a, 0)``, its u axis (columns) is ``(cos a, sin a, 0)`` and its v
+axis (rows) is +z. Voxel i of an axis of n voxels of size s is centred at
+``(i - n/2 + 0.5) s``.
+
+Forward projection (Joseph's method, one choice per ray). Each ray is sampled
+where it crosses the planes of the in-plane axis it advances most along, in voxel
+units: y planes (``y = const``) when ``|d_y| / dy >= |d_x| / dx``, else x planes.
+In each plane the volume is bilinearly interpolated, in the other in-plane axis
+and in z, and the samples are summed times the ray length between two planes.
+Because the in-plane ray through detector column c does not depend on the row,
+the interpolation is separable: per plane, a gather of the two in-plane taps for
+every (view, column) gives a ``[views, cols, D]`` sheet of z-profiles, and a
+gather of two z taps per row gives ``[views, cols, rows]``. The loop runs over
+planes (``lax.scan``) with all (view, pixel) pairs of a chunk of views
+vectorised; views run in chunks (``lax.map``) so memory stays
+O(chunk * cols * (rows + D)).
+
+Views whose rays all step along y form the "y pass", those with some rays
+stepping along x also join the "x pass" (a view can be in both: a per-ray mask
+picks the pass). The adjoint is the transpose of this exact program
+(``jax.linear_transpose``), so <A x, y> = <x, AT y> up to float rounding.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from iscs_jax.operators import filters
+from iscs_jax.operators.parallel_beam import _linear_taps, _scan_sum
+
+#: The two passes, by the in-plane axis the planes are normal to.
+MODES = ("y", "x")
+#: Rows of the per-view parameter table (see `plane_params`).
+NUM_PARAMS = 6
+
+
+def centres(n: int, spacing: float) -> np.ndarray:
+    """Voxel / pixel centre coordinates ``(i - n/2 + 0.5) * spacing``, float64 ``[n]``."""
+    return (np.arange(n) - n / 2 + 0.5) * spacing
+
+
+def ray_directions(angles: np.ndarray, source_origin: float, origin_detector: float,
+                   u: np.ndarray):
+    """Source position and in-plane ray direction per (view, column).
+
+    Returns:
+      ``(sx, sy)`` each ``[V, 1]`` and ``(dx, dy)`` each ``[V, C]``: the ray through
+      column u goes from the source towards source + (dx, dy) (length: source to
+      detector pixel, in-plane).
+    """
+    a = np.asarray(angles, np.float64)[:, None]
+    distance = source_origin + origin_detector
+    sx, sy = source_origin * np.sin(a), -source_origin * np.cos(a)
+    dx = -distance * np.sin(a) + u[None, :] * np.cos(a)
+    dy = distance * np.cos(a) + u[None, :] * np.sin(a)
+    return (sx, sy), (dx, dy)
+
+
+def y_pass_mask(dx: np.ndarray, dy: np.ndarray, spacing_yx) -> np.ndarray:
+    """Per ray: True when it advances at least as much along y as along x, in voxels."""
+    return np.abs(dy) / spacing_yx[0] >= np.abs(dx) / spacing_yx[1]
+
+
+def plane_params(mode: str, source, direction, plane_shape, spacing_yx) -> np.ndarray:
+    """Per (view, column) the affine plane-crossing parameters of one pass.
+
+    The ray crosses plane j (index along the stepping axis) at ray parameter
+    ``lam = lam0 + lam1 j`` (0 at the source, 1 at the detector) and at index
+    ``t = t0 + t1 j`` along the other in-plane axis.
+
+    Args:
+      mode: "y" (planes y = const, lines along x) or "x".
+      source, direction: from `ray_directions`.
+      plane_shape: (H, W).
+      spacing_yx: (dy, dx).
+
+    Returns:
+      float32 ``[V, NUM_PARAMS, C]``: lam0, lam1, t0, t1, the step length per
+      plane divided by the ray length (0 for rays of the other pass), and the
+      squared in-plane ray length.
+    """
+    (sx, sy), (dx, dy) = source, direction
+    inside = y_pass_mask(dx, dy, spacing_yx)
+    if mode == "x":
+        sx, sy, dx, dy = sy, sx, dy, dx
+        plane_shape, spacing_yx, inside = plane_shape[::-1], spacing_yx[::-1], ~inside
+    step, along = spacing_yx  # plane spacing, spacing of the interpolated axis
+    num_planes, num_lines = plane_shape
+    safe_dy = np.where(inside, dy, 1.0)
+    lam0 = (centres(num_planes, step)[0] - sy) / safe_dy
+    lam1 = step / safe_dy
+    first = centres(num_lines, along)[0]
+    t0 = (sx + lam0 * dx - first) / along
+    t1 = lam1 * dx / along
+    weight = np.where(inside, step / np.abs(safe_dy), 0.0)
+    table = [lam0, lam1, t0, t1, weight, dx ** 2 + dy ** 2]
+    table = [np.broadcast_to(np.where(inside, p, 0.0), dx.shape) for p in table]
+    return np.stack(table, axis=1).astype(np.float32)
+
+
+def passes(angles, source_origin, origin_detector, u, plane_shape, spacing_yx):
+    """The static passes: ``[(mode, view indices [n], params [n, NUM_PARAMS, C])]``."""
+    source, direction = ray_directions(np.asarray(angles), source_origin, origin_detector, u)
+    in_y = y_pass_mask(*direction, spacing_yx)
+    out = []
+    for mode, member in zip(MODES, (in_y.any(axis=1), (~in_y).any(axis=1))):
+        index = np.nonzero(member)[0]
+        if index.size:
+            params = plane_params(mode, (source[0][index], source[1][index]),
+                                  (direction[0][index], direction[1][index]), plane_shape,
+                                  spacing_yx)
+            out.append((mode, index, params))
+    return out
+
+
+def planes_first(volume: jax.Array, mode: str) -> jax.Array:
+    """``[H, W, B] -> [planes, lines, B]``: identity for the y pass, H <-> W for x."""
+    return volume if mode == "y" else jnp.swapaxes(volume, 0, 1)
+
+
+def _project_chunk(planes: jax.Array, params: jax.Array, z_rows) -> jax.Array:
+    """One chunk of views of one pass.
+
+    Args:
+      planes: ``[P, L, B]`` (B: z for cone beam, slices for fan beam).
+      params: ``[n, NUM_PARAMS, C]``.
+      z_rows: None (fan beam: no z interpolation), or ``(scale [R], offset)``
+        with the z index of row r at ray parameter lam ``lam * scale[r] + offset``.
+
+    Returns:
+      ``[n, C, R]`` (cone) or ``[n, C, B]`` (fan): line integrals.
+    """
+    lam0, lam1, t0, t1, weight, inplane2 = (params[:, k] for k in range(NUM_PARAMS))
+    num_lines, depth = planes.shape[1], planes.shape[2]
+
+    def plane_term(inputs):
+        plane, j = inputs  # [L, B], scalar
+        t = t0 + t1 * j
+        sheet = sum(w[..., None] * plane[k] for k, w in _linear_taps(t, num_lines))  # [n, C, B]
+        if z_rows is None:
+            return sheet
+        z = (lam0 + lam1 * j)[..., None] * z_rows[0] + z_rows[1]  # [n, C, R]
+        return sum(w * jnp.take_along_axis(sheet, k, axis=-1)
+                   for k, w in _linear_taps(z, depth))
+
+    total = _scan_sum(plane_term, (planes, jnp.arange(planes.shape[0], dtype=jnp.float32)))
+    if z_rows is None:
+        return total * (weight * jnp.sqrt(inplane2))[..., None]
+    length = jnp.sqrt(inplane2[..., None] + z_rows[2] ** 2)  # [n, C, R] source-pixel length
+    return total * weight[..., None] * length
+
+
+def project_pass(volume: jax.Array, mode: str, params: jax.Array, z_rows,
+                 chunk: int) -> jax.Array:
+    """All views of one pass, ``chunk`` views at a time.
+
+    Args:
+      volume: ``[H, W, B]``.
+      mode, params: a pass of `passes` (params as a jax array ``[n, NUM_PARAMS, C]``).
+      z_rows: see `_project_chunk` (cone beam: ``(scale, offset, v)``).
+      chunk: views per `lax.map` step.
+
+    Returns:
+      ``[n, C, R or B]``.
+    """
+    planes = planes_first(volume, mode)
+    count = params.shape[0]
+    num_chunks = -(-count // chunk)
+    padded = jnp.pad(params, ((0, num_chunks * chunk - count), (0, 0), (0, 0)))
+    chunks = padded.reshape(num_chunks, chunk, *params.shape[1:])
+    out = jax.lax.map(lambda p: _project_chunk(planes, p, z_rows), chunks)
+    return out.reshape(num_chunks * chunk, *out.shape[2:])[:count]
+
+
+def transpose_pass(values: jax.Array, volume_shape, mode: str, params: jax.Array, z_rows,
+                   chunk: int) -> jax.Array:
+    """The exact transpose of `project_pass`: ``[n, C, R or B] -> [H, W, B]``."""
+    fn = functools.partial(project_pass, mode=mode, params=params, z_rows=z_rows, chunk=chunk)
+    (volume,) = jax.linear_transpose(fn, jax.ShapeDtypeStruct(volume_shape, jnp.float32))(values)
+    return volume
+
+
+# ----- filtered backprojection ---------------------------------------------------------------
+
+
+def scan_weights(angles: np.ndarray, fan_angles: np.ndarray) -> tuple[np.ndarray, str]:
+    """Per (view, column) angular quadrature weights of FDK / fan-beam FBP, and the scan kind.
+
+    * "full": angles cover 360 degrees: ``step / 2`` (every line is measured twice);
+    * "short": they cover 180 degrees plus the fan (evenly spaced from angles[0]):
+      ``step * parker(beta, gamma)`` (Parker 1982, over the scan's own range
+      ``pi + 2 delta``), so each line counts once;
+    * "limited": less than that: ``step`` (each measured line once; missing lines
+      are missing).
+
+    Args:
+      angles: ``[V]`` radians, evenly spaced.
+      fan_angles: ``[C]`` fan angle gamma = atan(u / (S + O)) of each column.
+
+    Returns:
+      (float64 ``[V, C]``, kind).
+    """
+    angles = np.asarray(angles, np.float64)
+    count = angles.size
+    step = 2 * np.pi if count == 1 else abs(angles[-1] - angles[0]) / (count - 1)
+    coverage = count * step
+    gamma = np.asarray(fan_angles)[None, :]
+    ones = np.ones((count, gamma.size))
+    if coverage >= 2 * np.pi * (1 - 1e-6):
+        return ones * (2 * np.pi / count) / 2, "full"
+    scan_range = (count - 1) * step  # beta of the last view
+    delta = (scan_range - np.pi) / 2
+    if delta < np.abs(gamma).max():
+        return ones * step, "limited"
+    beta = np.abs(angles - angles[0])[:, None]
+    return step * parker_weights(beta, gamma, delta), "short"
+
+
+def parker_weights(beta: np.ndarray, gamma: np.ndarray, delta: float) -> np.ndarray:
+    """Parker's short-scan weights for this geometry's orientation.
+
+    The ray (beta, gamma) is measured again at (beta + pi - 2 gamma, -gamma); the
+    weights of each such pair sum to 1 over beta in [0, pi + 2 delta].
+
+    Args:
+      beta: ``[V, 1]`` angle from the first view (radians).
+      gamma: ``[1, C]`` fan angle of each column, |gamma| <= delta.
+      delta: half the overscan, (scan range - pi) / 2.
+    """
+    rise = np.clip(beta / np.maximum(2 * (delta + gamma), 1e-12), 0.0, 1.0)
+    fall = np.clip((np.pi + 2 * delta - beta) / np.maximum(2 * (delta - gamma), 1e-12), 0.0, 1.0)
+    return np.sin(np.pi / 2 * rise) ** 2 * np.sin(np.pi / 2 * fall) ** 2
+
+
+def ramp_filter_rows(y: jax.Array, filter_name: str, spacing: float) -> jax.Array:
+    """Ramp-filters ``y [..., C]`` along its last axis for detector spacing ``spacing``."""
+    cols = y.shape[-1]
+    response = filters.fbp_filter(filter_name, filters.padded_length(cols))
+    size = 2 * (response.shape[0] - 1)
+    spectrum = jnp.fft.rfft(y, n=size, axis=-1) * response
+    return (jnp.fft.irfft(spectrum, n=size, axis=-1)[..., :cols] / spacing).astype(jnp.float32)
+
+
+def backproject_filtered(q: jax.Array, angles, source_origin, origin_detector, plane_shape,
+                         spacing_yx, du, z_rows) -> jax.Array:
+    """Voxel-driven weighted backprojection: ``sum_views (S / L)^2 q(u(X), v(X))``.
+
+    Args:
+      q: filtered, weighted projections ``[V, C, R]`` (cone) or ``[V, C, B]`` (fan).
+      z_rows: None (fan: no v interpolation) or ``(z [D], dv)``: voxel z centres and
+        the row spacing.
+
+    Returns:
+      ``[H, W, D]`` (cone) or ``[H, W, B]`` (fan).
+    """
+    height, width = plane_shape
+    y = jnp.asarray(centres(height, spacing_yx[0]), jnp.float32)[:, None]
+    x = jnp.asarray(centres(width, spacing_yx[1]), jnp.float32)[None, :]
+    distance = source_origin + origin_detector
+    trig = jnp.asarray(np.stack([np.sin(angles), np.cos(angles)], -1), jnp.float32)
+    cols = q.shape[1]
+
+    def view_term(inputs):
+        view, (sin, cos) = inputs  # [C, R or B]
+        depth = source_origin - (x * sin - y * cos)  # L: distance from source, [H, W]
+        magnification = distance / depth
+        u = magnification * (x * cos + y * sin)
+        sheet = sum(w[..., None] * view[k]
+                    for k, w in _linear_taps(u / du + cols / 2 - 0.5, cols))  # [H, W, R|B]
+        if z_rows is not None:
+            z, dv = z_rows
+            rows = sheet.shape[-1]
+            v = magnification[..., None] * z / dv + rows / 2 - 0.5  # [H, W, D]
+            sheet = sum(w * jnp.take_along_axis(sheet, k, axis=-1)
+                        for k, w in _linear_taps(v, rows))
+        return sheet * ((source_origin / depth) ** 2)[..., None]
+
+    return _scan_sum(view_term, (q, trig))
