@@ -109,11 +109,8 @@ def select_planes(volume, affine, plane: str, start: int, count: int):
       the cropped ``[D, H, W]`` volume (input orientation) and its affine.
     """
     stack_axis = prepare.PLANES[plane][0]
-    moved = np.moveaxis(volume, stack_axis, 0)
-    shift = np.eye(4)
-    shift[2 - stack_axis, 3] = start  # [D, H, W] axis a is NIfTI axis 2 - a
-    cropped, _ = select_slices(moved, np.eye(4), start, count)
-    return np.moveaxis(cropped, 0, stack_axis), np.asarray(affine, np.float64) @ shift
+    cropped, _ = select_slices(np.moveaxis(volume, stack_axis, 0), np.eye(4), start, count)
+    return np.moveaxis(cropped, 0, stack_axis), io.cropped_affine(affine, start, stack_axis)
 
 
 def window_settings(data_config) -> tuple[str, tuple[float, float], float | None]:

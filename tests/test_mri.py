@@ -81,3 +81,12 @@ def test_shapes_and_validation():
         op.A(jnp.zeros((3, 16, 16)))
     with pytest.raises(ValueError, match="center_fraction"):
         CartesianMRI((16, 16), center_fraction=1.5)
+
+
+def test_complex_measurements_keep_their_dtype_when_sharded():
+    from iscs_jax import parallel
+    op = CartesianMRI((8, 8), acceleration=2.0)
+    y = op.A(jax.random.uniform(jax.random.key(4), (3, 8, 8)))
+    placed = parallel.shard_slices(y, parallel.make_mesh(1), size=4)
+    assert placed.dtype == jnp.complex64
+    np.testing.assert_array_equal(np.asarray(placed)[:3], np.asarray(y))

@@ -30,15 +30,17 @@ DEMO_PATH = pathlib.Path(__file__).resolve().parent / "assets" / "mni152_t1_coro
 def write_demo_volume(path=DEMO_PATH, template: str = TEMPLATE) -> pathlib.Path:
     """Writes the `HELD_OUT` coronal slab of the template as a uint8 NIfTI file.
 
-    Needs the template (``pip install --no-deps nilearn``). The affine is the template's,
-    moved ``HELD_OUT[0]`` voxels along j, so world coordinates are unchanged.
+    Reads the template with `io.read_nifti` (``pip install --no-deps nilearn`` provides it)
+    and keeps its uint8 values; the affine is the template's moved ``HELD_OUT[0]`` voxels
+    along j (the H axis of ``[D, H, W]``), so world coordinates are unchanged.
     """
-    image = nib.load(packaged.resolve(template))
+    volume, affine = io.read_nifti(packaged.resolve(template))
     start, stop = HELD_OUT
-    data = np.asarray(image.dataobj)[:, start:stop, :]
-    shift = np.eye(4)
-    shift[1, 3] = start
-    out = nib.Nifti1Image(data.astype(np.uint8), np.asarray(image.affine) @ shift)
+    slab = volume[:, start:stop, :]
+    if not np.array_equal(slab, np.round(slab)) or slab.min() < 0 or slab.max() > 255:
+        raise ValueError(f"{template} does not hold uint8 values; is it the MNI152 template?")
+    out = nib.Nifti1Image(slab.transpose(2, 1, 0).astype(np.uint8),
+                          io.cropped_affine(affine, start, axis=1))
     out.header.set_xyzt_units("mm")
     nib.save(out, str(path))
     return pathlib.Path(path)

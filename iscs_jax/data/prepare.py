@@ -165,10 +165,8 @@ def plane_grid_affine(affine: np.ndarray, shape, plane: str, resolution=None,
         [resolution] * 2 if np.isscalar(resolution) else list(resolution))
     final = [padded[0], int(size[0]), int(size[1])]
     inverse = np.argsort(order)
-    shift = np.eye(4)  # [D, H, W] axis a is NIfTI axis 2 - a (io.read_nifti transposes)
-    for stack_axis, input_axis in enumerate(order):
-        shift[2 - input_axis, 3] = -before[stack_axis]
+    for stack_axis, input_axis in enumerate(order):  # padding before = a negative crop
+        affine = io.cropped_affine(affine, -before[stack_axis], int(input_axis))
     padded_in = tuple(padded[i] for i in inverse)
     final_in = tuple(final[i] for i in inverse)
-    return io.resized_affine(np.asarray(affine, np.float64) @ shift, padded_in, final_in), \
-        final_in
+    return io.resized_affine(affine, padded_in, final_in), final_in
