@@ -90,3 +90,24 @@ def test_complex_measurements_keep_their_dtype_when_sharded():
     placed = parallel.shard_slices(y, parallel.make_mesh(1), size=4)
     assert placed.dtype == jnp.complex64
     np.testing.assert_array_equal(np.asarray(placed)[:3], np.asarray(y))
+
+
+def test_data_consistency_converges_to_the_projection_and_stays_there():
+    """CG on the singular MRI normal operator (eigenvalues 0, 1/2, 1) from x0 reaches
+    x0 + M^+ (A^T y - M x0), computed here in closed form by FFT, and many more iterations
+    do not leave it (float32 round-off in the null space once made alpha explode)."""
+    from iscs_jax.samplers import dds
+    op = CartesianMRI((32, 32), 4.0, 0.08, seed=0)
+    truth = jax.random.uniform(jax.random.key(5), (2, 32, 32))
+    x0 = jax.random.uniform(jax.random.key(6), (2, 32, 32))
+    y = op.A(truth)
+    # M = Re(F^H P F) = F^H D F on real images, D = (mask + mirrored mask) / 2 per column.
+    cols = op.mask.astype(float)
+    mirrored = cols[(-np.arange(32)) % 32]
+    d = np.broadcast_to((cols + mirrored) / 2, (32, 32))
+    d_pinv = np.where(d > 0, 1.0 / np.where(d > 0, d, 1.0), 0.0)
+    residual = np.asarray(op.AT(y) - op.AT(op.A(x0)), np.float64)
+    expected = np.asarray(x0) + np.real(np.fft.ifft2(d_pinv * np.fft.fft2(residual)))
+    for iters in (10, 40):
+        got = dds.data_consistency(op, op.AT(y), x0, 0.0, iters)
+        np.testing.assert_allclose(got, expected, atol=1e-4)

@@ -16,6 +16,12 @@ import jax.numpy as jnp
 
 InnerFn = Callable[[jax.Array, jax.Array], jax.Array]
 
+#: CG stops (the iterate is frozen) once ||r|| <= RESIDUAL_RTOL ||b||. Near float32 round-off
+#: the residual of a singular normal operator (e.g. MRI k-space sampling, A^T A with
+#: eigenvalues {0, 1/2, 1}, which CG solves in 2-3 iterations) picks up null-space components
+#: that make p^T M p ~ 0 and alpha explode; stopping at 1e-5 keeps those iterations harmless.
+RESIDUAL_RTOL = 1e-5
+
 
 def real_inner(u: jax.Array, v: jax.Array) -> jax.Array:
     """Re <u, v> = Re sum(conj(u) v), a float scalar (also right for real arrays)."""
@@ -30,7 +36,7 @@ def _safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
 
 def conjugate_gradient(apply_fn: Callable[[jax.Array], jax.Array], b: jax.Array,
                        x0: jax.Array, num_iters: int,
-                       inner: InnerFn = real_inner) -> jax.Array:
+                       inner: InnerFn = real_inner, rtol: float = RESIDUAL_RTOL) -> jax.Array:
     """Approximately solves ``M x = b`` for a symmetric positive definite ``M``.
 
     Args:
@@ -40,6 +46,8 @@ def conjugate_gradient(apply_fn: Callable[[jax.Array], jax.Array], b: jax.Array,
       num_iters: number of CG iterations (static, >= 0; 0 returns ``x0``).
       inner: ``(u, v) -> scalar`` inner product; default `real_inner`. Pass a
         ``lax.psum``-reduced one when ``b`` is a shard of a larger vector.
+      rtol: iterations stop changing ``x`` once ``||r|| <= rtol ||b||`` (see
+        `RESIDUAL_RTOL`); 0 runs every iteration.
 
     Returns:
       ``x`` of shape ``S`` after ``num_iters`` iterations.
@@ -49,15 +57,17 @@ def conjugate_gradient(apply_fn: Callable[[jax.Array], jax.Array], b: jax.Array,
         raise ValueError(f"num_iters must be >= 0, got {num_iters}.")
     r = b - apply_fn(x0)
     state = (x0, r, r, inner(r, r))
+    floor = rtol**2 * inner(b, b)
 
     def body(_, state):
         x, r, p, rs = state
+        active = rs > floor
         mp = apply_fn(p)
-        alpha = _safe_div(rs, inner(p, mp))
+        alpha = jnp.where(active, _safe_div(rs, inner(p, mp)), 0.0)
         x = x + alpha * p
         r = r - alpha * mp
         rs_new = inner(r, r)
-        p = r + _safe_div(rs_new, rs) * p
+        p = jnp.where(active, r + _safe_div(rs_new, rs) * p, p)
         return x, r, p, rs_new
 
     return jax.lax.fori_loop(0, num_iters, body, state)[0]
