@@ -42,7 +42,8 @@ def run_ok(capsys, argv) -> Path:
 def test_mri_config_on_a_nifti_file_writes_the_input_grid(tmp_path, capsys, scan, config,
                                                           baseline, extra):
     folder = run_ok(capsys, ["--config", config, *FAST, "--workdir", str(tmp_path),
-                             f"--config.data.path={scan}", "--config.data.num_slices=0", *extra])
+                             f"--config.data.path={scan}", "--config.data.slice_start=0",
+                             "--config.data.num_slices=0", *extra])
     for name in ("gt.nii.gz", f"{baseline}.nii.gz", "recon_iid.nii.gz", "recon_iscs.nii.gz"):
         image = nib.load(folder / name)
         assert image.shape == (16, 5, 16), name  # stored [X, Y, Z]: the input's orientation
@@ -62,7 +63,7 @@ def test_zsr_of_axial_slices_couples_slices(tmp_path, capsys, scan):
     """data.plane=axial: z is the slice axis and ZSR averages whole slices."""
     folder = run_ok(capsys, ["--config", "mri_zsr.py:smoke", *FAST, "--workdir", str(tmp_path),
                              f"--config.data.path={scan}", "--config.data.plane=axial",
-                             "--config.data.num_slices=6",
+                             "--config.data.slice_start=0", "--config.data.num_slices=6",
                              "--config.operator.factor=4"])
     y = np.load(folder / "measurement.npy")
     assert y.shape == (2, RESOLUTION, RESOLUTION)  # 6 slices -> thick slices of 4 and 2
@@ -72,7 +73,7 @@ def test_zsr_of_axial_slices_couples_slices(tmp_path, capsys, scan):
 
 def test_bad_mri_settings_are_user_errors(tmp_path, capsys, scan):
     argv = ["--config", "mri_cs.py:smoke", *FAST, "--workdir", str(tmp_path),
-            f"--config.data.path={scan}"]
+            f"--config.data.path={scan}", "--config.data.slice_start=0"]
     assert main(argv + ["--config.operator.acceleration=0.5"]) == 2
     assert "acceleration" in capsys.readouterr().err
     assert main(argv + ["--config.data.plane=oblique"]) == 2
