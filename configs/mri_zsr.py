@@ -16,6 +16,11 @@ def get_config(arg=None):
     """Args: arg: None or "smoke"."""
     config = sample_base.get_mri_config("zsr")
     config.operator.factor = 4
+    # Warm start from the linear baseline and a short schedule: sigma_max 0.3 measured best of
+    # 0.3 / 1 / 2 on held-out planes (the thick slices pin down all but the z detail);
+    # A^T A has one nonzero eigenvalue, so CG converges in one iteration.
+    config.sde.sigma_max = 0.3
+    config.sampler.cg_iters = 5
     if arg == "smoke":
         sample_base.shrink_for_smoke(config)
     elif arg not in (None, ""):

@@ -142,7 +142,7 @@ def get_mri_config(operator_name: str):
     config.data.num_slices = 16
     config.prior.name = "mri128"
     config.sde.sigma_max = 5.0
-    config.sampler.warm_start = "baseline"
+    config.sampler.warm_start = "baseline"  # linear (ZSR) / zero-filled (CS) reconstruction
     return config
 
 
