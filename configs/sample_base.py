@@ -46,6 +46,14 @@ def prior_config() -> ml_collections.ConfigDict:
     """The 2D prior: a shipped name, a checkpoint path, or "gaussian" (no learned prior)."""
     prior = ml_collections.ConfigDict()
     prior.name = "chest128"  # trained on slices 0-64 of the chest CT; "phantom64" for phantoms
+    # A prior file instead of a name (wins over name when set): the stem of NAME.json +
+    # NAME.msgpack (e.g. priors/aapm256 written by python -m iscs_jax.convert), or a score_sde
+    # .pth checkpoint, converted on load with prior.kind=score_sde (needs PyTorch).
+    prior.path = ""
+    # "auto": the parameterisation the file records; "edm" or "score_sde": require it.
+    prior.kind = "auto"
+    # Only for a .pth path: its network config ("" = configs/models/ncsnpp_256.py).
+    prior.model_config = ""
     # Only for name="gaussian" (a closed-form MMSE denoiser of a per-pixel Gaussian, for tests
     # and ablations): image size, prior mean and standard deviation.
     prior.resolution = 64
@@ -74,9 +82,9 @@ def sampler_config() -> ml_collections.ConfigDict:
     sampler.cg_iters = 10
     sampler.rho = 0.0  # Tikhonov weight of the CG step (the published CT setting uses 0).
     sampler.chunk_size = 8  # slices per denoiser call.
-    # "baseline" (FBP for CT; linear / zero-filled for MRI), "fbp" (the same) or "none".
-    sampler.warm_start = "fbp"
-    sampler.fbp_filter = "ramp"
+    # "baseline" (the operator's classical reconstruction: FBP, FDK) or "none" (pure noise).
+    sampler.warm_start = "baseline"
+    sampler.fbp_filter = "ramp"  # filter of the baseline (FBP / FDK).
     return sampler
 
 
@@ -87,9 +95,14 @@ def noise_config() -> ml_collections.ConfigDict:
     return noise
 
 
-def operator_config(geometry: str, num_views: int,
-                    range_degrees: float) -> ml_collections.ConfigDict:
-    """Parallel-beam geometry and simulated measurement noise.
+def operator_config(geometry: str, num_views: int, range_degrees: float,
+                    kind: str = "parallel_beam") -> ml_collections.ConfigDict:
+    """CT geometry and simulated measurement noise.
+
+    ``kind``: "parallel_beam" (views over 180 degrees), "fan_beam" or "cone_beam"
+    (views over 360 degrees; geometry from ``preset``: "scaled", the published
+    magnification for the volume's size, or "paper", the published distances and
+    512 x 512 detector; see `sample.inputs.divergent_geometry`).
 
     ``measurement_noise``: "none"; "gaussian" (additive, std ``noise_std`` in
     sinogram units); or "poisson": photon counts
@@ -99,10 +112,13 @@ def operator_config(geometry: str, num_views: int,
     clamped to 0.5 before the log).
     """
     operator = ml_collections.ConfigDict()
-    operator.name = "parallel_beam"
-    operator.geometry = geometry  # "sparse_view" (over 180 deg) or "limited_angle".
+    operator.kind = kind  # parallel_beam, fan_beam or cone_beam.
+    operator.preset = "scaled"  # fan_beam / cone_beam geometry: "scaled" or "paper".
+    # "sparse_view" (num_views over 180 deg, 360 for fan/cone beams) or "limited_angle"
+    # (num_views over [0, range_degrees)).
+    operator.geometry = geometry
     operator.num_views = num_views
-    operator.range_degrees = float(range_degrees)  # only for limited_angle, in (0, 180].
+    operator.range_degrees = float(range_degrees)  # only for limited_angle.
     operator.num_detectors = 0  # 0 = enough to cover the image diagonal.
     operator.measurement_noise = "none"
     operator.noise_std = 0.0
@@ -111,14 +127,14 @@ def operator_config(geometry: str, num_views: int,
     return operator
 
 
-def mri_operator_config(name: str) -> ml_collections.ConfigDict:
+def mri_operator_config(kind: str) -> ml_collections.ConfigDict:
     """MRI operators: ``"zsr"`` (z super-resolution) or ``"cartesian_mri"`` (CS-MRI).
 
     ``measurement_noise`` "gaussian" adds ``noise_std`` Gaussian noise (complex circular
     for the k-space of CS-MRI, ``E|n|^2 = noise_std^2``) in the units of the [0, 1] images.
     """
     operator = ml_collections.ConfigDict()
-    operator.name = name
+    operator.kind = kind
     operator.factor = 4  # zsr: thin slices per measured thick slice.
     operator.acceleration = 4.0  # cartesian_mri: R, a 1/R share of phase-encoding lines kept.
     operator.center_fraction = 0.08  # cartesian_mri: fully sampled centre of k-space.
@@ -128,10 +144,10 @@ def mri_operator_config(name: str) -> ml_collections.ConfigDict:
     return operator
 
 
-def get_mri_config(operator_name: str):
+def get_mri_config(operator_kind: str):
     """A reconstruction config on the embedded MRI slab with the ``mri128`` prior."""
     config = get_sample_config("sparse_view", num_views=1)
-    config.operator = mri_operator_config(operator_name)
+    config.operator = mri_operator_config(operator_kind)
     config.data.embedded = "mri"
     config.data.plane = "coronal"  # planes containing z, stacked along y
     config.data.intensity = "minmax"  # for files given with data.path
@@ -146,7 +162,8 @@ def get_mri_config(operator_name: str):
     return config
 
 
-def get_sample_config(geometry: str, num_views: int, range_degrees: float = 180.0):
+def get_sample_config(geometry: str, num_views: int, range_degrees: float = 180.0,
+                      kind: str = "parallel_beam"):
     """The full reconstruction config for one CT geometry."""
     config = ml_collections.ConfigDict()
     config.data = data_config()
@@ -154,7 +171,7 @@ def get_sample_config(geometry: str, num_views: int, range_degrees: float = 180.
     config.sde = sde_config()
     config.sampler = sampler_config()
     config.noise = noise_config()
-    config.operator = operator_config(geometry, num_views, range_degrees)
+    config.operator = operator_config(geometry, num_views, range_degrees, kind)
     config.parallel = base.get_base_config().parallel  # num_devices (0 = all), distributed
     config.compare = "iid,iscs"  # noise controls run with the same key; "" = noise.kind only.
     config.num_samples = 1  # K > 1: K keys per control -> mean and voxel-wise std written.

@@ -132,7 +132,7 @@ def volume_metrics(recon: jax.Array, ref: jax.Array, data_range=None,
 
     ``stack_axis``: the axis the reconstructed 2D planes are stacked along (0 for axial
     slices, 1 for coronal planes, 2 for sagittal), the one the discontinuity is measured
-    along.
+    along. Computed by one compiled program (`_volume_scores`) and one transfer.
 
     Returns:
       ``{"psnr": volume PSNR over all voxels, "ssim": mean of the three planes'
@@ -142,11 +142,25 @@ def volume_metrics(recon: jax.Array, ref: jax.Array, data_range=None,
     """
     if recon.shape != ref.shape or len(ref.shape) != 3:
         raise ValueError(f"recon and ref must be [D, H, W] of one shape, got {recon.shape}, {ref.shape}.")
-    data_range = _data_range(ref, data_range)
-    planes = {name: plane_metrics(recon, ref, name, data_range) for name in PLANES}
-    return {"psnr": float(psnr(recon, ref, data_range)),
+    recon, ref = jnp.asarray(recon, jnp.float32), jnp.asarray(ref, jnp.float32)
+    scores = jax.device_get(_volume_scores(recon, ref, _data_range(ref, data_range),
+                                           int(stack_axis)))
+    planes = {name: {"psnr": float(scores[name][0]), "ssim": float(scores[name][1])}
+              for name in PLANES}
+    return {"psnr": float(scores["psnr"]),
             "ssim": float(np.mean([p["ssim"] for p in planes.values()])),
-            "discontinuity": (float(discontinuity(jnp.moveaxis(recon, stack_axis, 0),
-                                                  jnp.moveaxis(ref, stack_axis, 0), data_range))
-                              if ref.shape[stack_axis] > 1 else None),
+            "discontinuity": (float(scores["discontinuity"]) if ref.shape[stack_axis] > 1
+                              else None),
             **planes}
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _volume_scores(recon, ref, data_range, stack_axis):
+    """Volume PSNR, discontinuity (along ``stack_axis``) and each plane's (PSNR, SSIM) means,
+    in one program."""
+    scores = {name: _plane_scores(recon, ref, data_range, axis) for name, axis in PLANES.items()}
+    scores["psnr"] = psnr(recon, ref, data_range)
+    if ref.shape[stack_axis] > 1:
+        scores["discontinuity"] = discontinuity(jnp.moveaxis(recon, stack_axis, 0),
+                                                jnp.moveaxis(ref, stack_axis, 0), data_range)
+    return scores

@@ -1,4 +1,5 @@
-"""``python -m sample --config ct.py[:smoke] [--config.KEY=VALUE ...] [--workdir DIR] [--verbose]``.
+"""``python -m sample --config ct.py[:smoke] [--config.KEY=VALUE ...] [--workdir DIR]
+[--compilation_cache DIR|off] [--verbose]``.
 
 Reconstructs a volume (default: the embedded phantom) and writes
 ``<workdir>/<config>/<timestamp>/``, whose path is the last line printed.
@@ -15,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     verbose = "--verbose" in argv or "-v" in argv
-    from sample import cli, run
+    from sample import cli, compilation_cache, run
     from sample.errors import UserError
 
     try:
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.help:
             print(cli.USAGE)
             return 0
+        compilation_cache.enable(args.compilation_cache)
         folder = run.run(args.config, args.config_name, args.workdir)
     except UserError as err:
         if verbose:

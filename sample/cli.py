@@ -20,13 +20,15 @@ from sample.errors import UserError
 
 CONFIG_DIR = Path(configs.__file__).resolve().parent
 USAGE = """usage: python -m sample --config CONFIG[:smoke] [--config.KEY=VALUE ...]
-                        [--workdir DIR] [--verbose]
+                        [--workdir DIR] [--compilation_cache DIR|off] [--verbose]
 
   --config     a config file: a bare name (ct.py, lact.py) is looked up in configs/, a path is
                used as is; ":smoke" shrinks the run to seconds.
   --config.K   override one config field, e.g. --config.sampler.steps=50
                --config.data.path=scan.nii.gz --config.compare=iid,iscs
   --workdir    results root (default: results); the run folder is <workdir>/<config>/<time>.
+  --compilation_cache  where compiled programs are kept for the next run (default:
+               $JAX_COMPILATION_CACHE_DIR, else ~/.cache/iscs-jax/xla); "off" disables it.
   --verbose    show tracebacks and library logging.
 """
 
@@ -38,6 +40,7 @@ class Args:
     config_name: str
     workdir: str = "results"
     verbose: bool = False
+    compilation_cache: str = ""  # "" = default folder, "off" = disabled
     help: bool = False
 
 
@@ -147,7 +150,7 @@ def parse_args(argv: list[str]) -> Args:
     names = [name for name, _ in pairs]
     if "--help" in names or "-h" in names:
         return Args(config=None, config_name="", help=True)
-    spec, workdir, overrides = None, "results", []
+    spec, workdir, cache, overrides = None, "results", "", []
     for name, value in pairs:
         if name in ("--verbose", "-v"):
             continue
@@ -157,6 +160,8 @@ def parse_args(argv: list[str]) -> Args:
             spec = value
         elif name == "--workdir":
             workdir = value
+        elif name == "--compilation_cache":
+            cache = value
         elif name.startswith("--config."):
             overrides.append((name[len("--config."):], value))
         else:
@@ -166,4 +171,5 @@ def parse_args(argv: list[str]) -> Args:
     config, config_name = load_config(spec)
     for key, raw in overrides:
         apply_override(config, key, raw)
-    return Args(config, config_name, workdir, verbose="--verbose" in names or "-v" in names)
+    return Args(config, config_name, workdir, verbose="--verbose" in names or "-v" in names,
+                compilation_cache=cache)

@@ -23,7 +23,6 @@ from iscs_jax.data import mri, packaged, phantom, prepare
 from sample.errors import UserError, as_user_error
 
 GEOMETRIES = ("sparse_view", "limited_angle")
-OPERATOR_NAMES = ("parallel_beam", "zsr", "cartesian_mri")
 INTENSITIES = ("hu", "minmax", "none")
 #: HU below this is padding outside the scan circle and becomes air (CT windows only).
 CT_AIR_HU = -1024.0
@@ -41,8 +40,10 @@ class Inputs:
         volume), or None (measured sinogram only).
       affine: ``[4, 4]`` NIfTI affine of ``prepare.from_planes(reference, plane)``, the
         result's grid in the input's orientation.
-      operator: the measurement operator acting on the planes.
-      measurement: ``operator.A(reference)`` plus noise, or the measured sinogram.
+      operator: the operator of ``operator.kind`` (`operators.protocol`) acting on the planes.
+      measurement: ``A(reference)`` (+ noise): ``[N, views, detectors]`` for parallel beams,
+        ``[views, rows, cols]`` for the cone beam, thick slices for ZSR, complex k-space
+        lines for CS-MRI; or a measured sinogram.
       source: a short description of where the volume came from.
       plane: the planes reconstructed (``"axial"``, ``"coronal"``, ``"sagittal"``).
     """
@@ -167,63 +168,142 @@ def preprocess(volume, affine, data_config, resolution: int):
     return planes, grid_affine
 
 
-def make_operator(operator_config, resolution: int, plane: str = "axial",
-                  num_planes: int | None = None):
-    """The operator ``operator.name`` for ``[N, R, R]`` planes of ``plane``."""
-    name = operator_config.get("name", "parallel_beam")
-    if name not in OPERATOR_NAMES:
-        raise UserError(f"operator.name={name!r} is not one of {OPERATOR_NAMES}.")
-    if name == "zsr":
-        return make_zsr(operator_config, resolution, plane, num_planes)
-    if name == "cartesian_mri":
-        return make_cartesian_mri(operator_config, resolution)
-    return make_parallel_beam(operator_config, resolution)
-
-
-def make_zsr(operator_config, resolution: int, plane: str, num_planes: int | None):
-    """`operators.ZSuperResolution` along z of the planes (in-plane unless axial)."""
-    factor = int(operator_config.factor)
-    if factor < 1:
-        raise UserError(f"operator.factor={factor}; set --config.operator.factor to the "
-                        "slice-thickness ratio, an integer >= 1 (e.g. 4).")
-    z_axis = prepare.z_axis(plane)
-    return operators.ZSuperResolution(factor, (resolution, resolution), z_axis,
-                                      depth=num_planes if z_axis == 0 else None)
-
-
-def make_cartesian_mri(operator_config, resolution: int):
-    """`operators.CartesianMRI` with the configured acceleration, centre and mask seed."""
-    try:
-        return operators.CartesianMRI((resolution, resolution),
-                                      float(operator_config.acceleration),
-                                      float(operator_config.center_fraction),
-                                      int(operator_config.mask_seed))
-    except ValueError as err:
-        raise UserError(str(err)) from err
-
-
-def make_parallel_beam(operator_config, resolution: int) -> operators.ParallelBeam:
-    """The parallel-beam operator of the configured geometry for ``R x R`` slices."""
+def view_angles(operator_config, full_turn: float) -> np.ndarray:
+    """The configured angles: ``num_views`` evenly over [0, full_turn) degrees (sparse view)
+    or over [0, range_degrees) (limited angle); radians."""
     geometry, views = operator_config.geometry, operator_config.num_views
     if geometry not in GEOMETRIES:
         raise UserError(f"operator.geometry={geometry!r} is not one of {GEOMETRIES}.")
     if views <= 0:
         raise UserError(f"operator.num_views={views} but at least one view is needed; set "
                         "--config.operator.num_views to a positive number (e.g. 20).")
-    if geometry == "limited_angle":
-        span = operator_config.range_degrees
-        if not 0.0 < span <= 180.0:
-            raise UserError(f"operator.range_degrees={span} is outside (0, 180]: parallel-beam "
-                            "views repeat after 180 degrees. Set --config.operator.range_degrees "
-                            "to a value in (0, 180], e.g. 90.")
-        angles = operators.limited_angle_angles(views, span)
-    else:
-        angles = operators.sparse_view_angles(views)
+    if geometry == "sparse_view":
+        return (operators.sparse_view_angles(views) if full_turn == 180.0
+                else operators.full_orbit_angles(views))
+    span = operator_config.range_degrees
+    if not 0.0 < span <= full_turn:
+        raise UserError(f"operator.range_degrees={span} is outside (0, {full_turn:g}]: "
+                        f"{operator_config.kind} views repeat after {full_turn:g} degrees. "
+                        "Set --config.operator.range_degrees in that range, e.g. 90.")
+    return np.deg2rad(np.arange(views) * (float(span) / views))
+
+
+def _parallel_beam(operator_config, volume_shape, filter_name):
     detectors = operator_config.num_detectors
     if detectors < 0:
         raise UserError(f"operator.num_detectors={detectors}; use 0 (automatic) or a "
                         "positive count.")
-    return operators.ParallelBeam((resolution, resolution), angles, detectors or None)
+    return operators.ParallelBeam(volume_shape[1:], view_angles(operator_config, 180.0),
+                                  detectors or None, filter=filter_name)
+
+
+#: Published cone-beam geometry (source 700 mm and detector 500 mm from the axis, 512 x 512
+#: detector at 2 mm, unit voxels; for volumes 256 voxels across).
+PAPER_GEOMETRY = dict(source_origin=700.0, origin_detector=500.0, rows=512, cols=512,
+                      spacing=2.0, width=256)
+PRESETS = ("scaled", "paper")
+
+
+def divergent_geometry(operator_config, volume_shape) -> dict:
+    """Source/detector distances and detector size of the configured preset.
+
+    "paper": `PAPER_GEOMETRY` as published. "scaled": the same magnification and cone
+    angle for a volume ``W`` voxels across: distances times ``W / 256``, ``2 W`` columns at
+    2 mm, and just enough 2 mm rows (even) to see every slice from every view.
+    """
+    preset = operator_config.preset
+    if preset not in PRESETS:
+        raise UserError(f"operator.preset={preset!r} is not one of {PRESETS}.")
+    paper = PAPER_GEOMETRY
+    if preset == "paper":
+        return dict(source_origin=paper["source_origin"], origin_detector=paper["origin_detector"],
+                    rows=paper["rows"], cols=paper["cols"], spacing=paper["spacing"])
+    depth, width = volume_shape[0], max(volume_shape[1:])
+    scale = width / paper["width"]
+    source, detector = paper["source_origin"] * scale, paper["origin_detector"] * scale
+    radius = 0.5 * float(np.hypot(*volume_shape[1:]))
+    magnification = (source + detector) / (source - radius)  # at the nearest voxel
+    rows = 2 * int(np.ceil(depth * magnification / paper["spacing"] / 2)) + 2
+    return dict(source_origin=source, origin_detector=detector, rows=rows, cols=2 * width,
+                spacing=paper["spacing"])
+
+
+def _cone_beam(operator_config, volume_shape, filter_name):
+    g = divergent_geometry(operator_config, volume_shape)
+    with as_user_error():
+        return operators.ConeBeam(volume_shape, view_angles(operator_config, 360.0),
+                                  source_origin=g["source_origin"],
+                                  origin_detector=g["origin_detector"],
+                                  detector_shape=(g["rows"], g["cols"]),
+                                  detector_spacing=(g["spacing"], g["spacing"]),
+                                  filter=filter_name)
+
+
+def _fan_beam(operator_config, volume_shape, filter_name):
+    g = divergent_geometry(operator_config, volume_shape)
+    with as_user_error():
+        return operators.FanBeam(volume_shape[1:], view_angles(operator_config, 360.0),
+                                 source_origin=g["source_origin"],
+                                 origin_detector=g["origin_detector"], num_detectors=g["cols"],
+                                 detector_spacing=g["spacing"], filter=filter_name)
+
+
+def _zsr(operator_config, volume_shape, filter_name, plane="axial"):
+    """`operators.ZSuperResolution` along z of the planes (in-plane unless axial)."""
+    del filter_name
+    factor = int(operator_config.factor)
+    if factor < 1:
+        raise UserError(f"operator.factor={factor}; set --config.operator.factor to the "
+                        "slice-thickness ratio, an integer >= 1 (e.g. 4).")
+    z_axis = prepare.z_axis(plane)
+    return operators.ZSuperResolution(factor, volume_shape[1:], z_axis,
+                                      depth=volume_shape[0] if z_axis == 0 else None)
+
+
+def _cartesian_mri(operator_config, volume_shape, filter_name, plane="axial"):
+    """`operators.CartesianMRI` with the configured acceleration, centre and mask seed."""
+    del filter_name, plane
+    try:
+        return operators.CartesianMRI(volume_shape[1:], float(operator_config.acceleration),
+                                      float(operator_config.center_fraction),
+                                      int(operator_config.mask_seed))
+    except ValueError as err:
+        raise UserError(str(err)) from err
+
+
+#: ``operator.kind`` -> builder ``(operator_config, volume_shape, filter) -> operator``; the
+#: MRI builders also take the ``plane`` (ZSR acts along z, wherever the planes put it).
+OPERATOR_BUILDERS = {
+    "parallel_beam": _parallel_beam,
+    "fan_beam": _fan_beam,
+    "cone_beam": _cone_beam,
+    "zsr": _zsr,
+    "cartesian_mri": _cartesian_mri,
+}
+PLANE_AWARE = ("zsr", "cartesian_mri")
+
+
+def make_operator(operator_config, volume_shape, filter_name: str = "ramp",
+                  plane: str = "axial"):
+    """The operator of ``operator.kind`` for a ``[D, R, R]`` volume (see `OPERATOR_BUILDERS`).
+
+    Args:
+      operator_config: the ``operator`` config section.
+      volume_shape: ``(D, R, R)`` of the reconstructed volume (stack of planes).
+      filter_name: the baseline's (FBP / FDK) filter.
+      plane: the planes reconstructed (``data.plane``); CT kinds need ``"axial"``.
+    """
+    kind = operator_config.kind
+    if kind not in OPERATOR_BUILDERS:
+        raise UserError(f"operator.kind={kind!r} is not one of {sorted(OPERATOR_BUILDERS)}.")
+    volume_shape = tuple(int(s) for s in volume_shape)
+    if kind in PLANE_AWARE:
+        return OPERATOR_BUILDERS[kind](operator_config, volume_shape, filter_name, plane)
+    if plane != "axial":
+        raise UserError(f"operator.kind={kind!r} measures axial slices; data.plane={plane!r} "
+                        "is for the MRI kinds (zsr, cartesian_mri). Use --config.data.plane="
+                        "axial.")
+    return OPERATOR_BUILDERS[kind](operator_config, volume_shape, filter_name)
 
 
 def add_measurement_noise(key: jax.Array, y: jax.Array, operator_config) -> jax.Array:
@@ -273,14 +353,17 @@ def prepare_inputs(key, config, resolution: int) -> Inputs:
     if data.path or not data.sinogram:
         volume, affine, source = load_volume(data, resolution)
         reference, affine = preprocess(volume, affine, data, resolution)
-    num_planes = None if reference is None else reference.shape[0]
-    operator = make_operator(config.operator, resolution, plane, num_planes)
     if not data.sinogram:
+        operator = make_operator(config.operator, reference.shape, config.sampler.fbp_filter,
+                                 plane)
         y = simulate_measurement(key, operator, reference, config.operator)
         return Inputs(reference, affine, operator, y, source, plane)
-    if not isinstance(operator, operators.ParallelBeam):
-        raise UserError("data.sinogram is a measured CT sinogram; it needs operator.name="
-                        "'parallel_beam'.")
+    if config.operator.kind not in ("parallel_beam", "fan_beam"):
+        raise UserError("data.sinogram (measured projections) is supported for the slice-wise "
+                        "CT operators (parallel_beam, fan_beam) only; other kinds simulate y "
+                        "from the volume. Leave --config.data.sinogram empty.")
+    operator = make_operator(config.operator, (1, resolution, resolution),
+                             config.sampler.fbp_filter)
     with as_user_error():
         y = io.read_sinogram(data.sinogram, (None, *operator.measurement_shape()))
     y, _ = select_slices(y, affine, int(data.slice_start), int(data.num_slices))

@@ -1,4 +1,5 @@
-"""The 2D prior of a run: a shipped/trained one (`iscs_jax.priors.load`) or a closed-form Gaussian.
+"""The 2D prior of a run: a shipped/trained/converted one (`iscs_jax.priors.load`), a score_sde
+``.pth`` converted on load, or a closed-form Gaussian.
 
 ``prior.name="gaussian"`` needs no weights: the MMSE denoiser of a per-pixel
 prior N(mean, std^2), x0_hat = (std^2 x + sigma^2 mean) / (std^2 + sigma^2).
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from pathlib import Path
 from typing import Any, Callable
 
+import configs
 from sample.errors import UserError
 
 #: The CT pipeline reconstructs grey-value slices.
@@ -45,23 +48,84 @@ def gaussian_denoiser(mean: float, std: float) -> Callable:
     return denoise_fn
 
 
+#: prior.kind -> the parameterisation it requires (None: whatever the file records).
+PRIOR_KINDS = {"auto": None, "edm": "edm", "score_sde": "ve_score"}
+CHECKPOINT_SUFFIXES = (".pth", ".pt")
+DEFAULT_MODEL_CONFIG = Path(configs.__file__).resolve().parent / "models" / "ncsnpp_256.py"
+
+
+def prior_source(prior_config) -> str:
+    """What the run uses as its prior: ``prior.path`` when set, else ``prior.name``."""
+    return str(prior_config.path or prior_config.name)
+
+
+def _convert_checkpoint(path: str, model_config: str):
+    """A `Prior` from a score_sde ``.pth`` file, converted in memory."""
+    from iscs_jax import priors
+    from iscs_jax.convert import score_sde
+
+    model_config = model_config or str(DEFAULT_MODEL_CONFIG)
+    try:
+        cfg, intensity, params, _ = score_sde.convert(path, model_config)
+    except score_sde.ConversionError as err:
+        raise UserError(f"Could not convert the score_sde checkpoint {path!r}: {err} Convert "
+                        "it once with python -m iscs_jax.convert and pass the result as "
+                        "--config.prior.path.") from err
+    meta = score_sde.prior_meta(cfg, intensity, Path(path).stem,
+                                {"source": "score_sde", "checkpoint": path, "weights": "ema"})
+    return priors.from_meta(meta, params, path)
+
+
+def _load_file_prior(source: str, kind: str):
+    from iscs_jax import priors
+
+    try:
+        prior = priors.load(source)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        raise UserError(f"Could not load the prior {source!r}: {err} Use a shipped "
+                        "prior name, the path stem of NAME.json + NAME.msgpack written by "
+                        "train/export.py or python -m iscs_jax.convert, or "
+                        "--config.prior.name=gaussian to run without a learned prior.") from err
+    wanted, found = PRIOR_KINDS[kind], prior.metadata["parameterisation"]["kind"]
+    if wanted is not None and found != wanted:
+        raise UserError(f"prior.kind={kind!r} needs a {wanted!r} prior but {source!r} is "
+                        f"{found!r}; set --config.prior.kind=auto or choose another prior.")
+    return prior
+
+
 def load_prior(prior_config) -> Any:
-    """The prior named by ``prior_config.name`` (a shipped name, a path, or "gaussian")."""
-    if prior_config.name == "gaussian":
+    """The prior of ``prior_config``: ``path`` (a prior file or a score_sde ``.pth``), a
+    shipped ``name``, or "gaussian"."""
+    kind, source = str(prior_config.kind), prior_source(prior_config)
+    if kind not in PRIOR_KINDS:
+        raise UserError(f"prior.kind={kind!r} is not one of {sorted(PRIOR_KINDS)}.")
+    if source == "gaussian":
         return GaussianPrior(
             gaussian_denoiser(float(prior_config.gaussian_mean), float(prior_config.gaussian_std)),
             resolution=int(prior_config.resolution),
             metadata={"name": "gaussian", "mean": prior_config.gaussian_mean,
                       "std": prior_config.gaussian_std})
-    from iscs_jax import priors
+    if source.endswith(CHECKPOINT_SUFFIXES):
+        if kind != "score_sde":
+            raise UserError(f"prior.path={source!r} is a PyTorch checkpoint; set "
+                            "--config.prior.kind=score_sde to convert it on load (needs "
+                            "PyTorch), or convert it once with python -m iscs_jax.convert.")
+        return _convert_checkpoint(source, str(prior_config.model_config))
+    return _load_file_prior(source, kind)
 
-    try:
-        return priors.load(prior_config.name)
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        raise UserError(f"Could not load the prior {prior_config.name!r}: {err} Use a shipped "
-                        "prior name, the path stem of NAME.json + NAME.msgpack written by "
-                        "train/export.py, or --config.prior.name=gaussian to run without a "
-                        "learned prior.") from err
+
+def intensity_note(prior, data_config) -> str | None:
+    """A warning when HU input is windowed differently from the prior's training images."""
+    window = prior.metadata.get("intensity", {})
+    if data_config.path == "" or data_config.intensity != "hu" or window.get("kind") != "hu_window":
+        return None
+    ours = (float(data_config.hu_min), float(data_config.hu_max))
+    theirs = (float(window["hu_min"]), float(window["hu_max"]))
+    if ours == theirs:
+        return None
+    return (f"warning: the prior was trained on HU windowed to {list(theirs)} but data.hu_min/"
+            f"hu_max window the input to {list(ours)}; set --config.data.hu_min={theirs[0]} "
+            f"--config.data.hu_max={theirs[1]} unless this is intended.")
 
 
 def check_prior(prior, num_channels: int = CHANNELS, resolution: int | None = None,

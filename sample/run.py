@@ -1,4 +1,5 @@
-"""One reconstruction run: inputs -> baseline (FBP, linear, zero-filled) and DDS per noise control.
+"""One reconstruction run: inputs -> baseline (FBP, FDK, linear, zero-filled) and DDS per noise
+control -> table and files.
 
 `run(config, config_name, workdir)` is what ``python -m sample`` calls; tests
 call it directly. The library is used through plain keyword arguments; this
@@ -23,8 +24,7 @@ from sample import prior as prior_lib
 from sample import report
 from sample.errors import UserError
 
-#: "baseline" (and "fbp", its CT name) warm-start from the operator's baseline.
-WARM_STARTS = ("baseline", "fbp", "none")
+WARM_STARTS = ("baseline", "none")
 #: Volumes are windowed to [0, 1], so PSNR/SSIM use a data range of 1.
 DATA_RANGE = 1.0
 
@@ -100,26 +100,16 @@ def _compile_seconds(jitted, *args, **kwargs) -> float:
     return time.perf_counter() - start
 
 
-@functools.partial(jax.jit, static_argnames=("operator", "filter_name"))
-def _baseline(y, *, operator, filter_name):
-    if isinstance(operator, operators.ParallelBeam):
-        return operator.fbp(y, filter=filter_name)
+@functools.partial(jax.jit, static_argnames=("operator",))
+def _baseline(y, *, operator):
     return operator.baseline(y)
 
 
-def baseline_name(operator) -> str:
-    """The baseline's row name: ``fbp`` for CT, else ``operator.baseline_name``."""
-    return "fbp" if isinstance(operator, operators.ParallelBeam) else operator.baseline_name
-
-
-def run_baseline(operator, y, filter_name: str):
-    """The operator's baseline (FBP with ``filter_name`` for CT, else ``operator.baseline``).
-
-    Returns:
-      (``[N, R, R]``, seconds without compilation).
-    """
-    _compile_seconds(_baseline, y, operator=operator, filter_name=filter_name)
-    return _timed(_baseline, y, operator=operator, filter_name=filter_name)
+def run_baseline(operator, y):
+    """The operator's baseline (FBP, FDK, ...); returns (``[D, R, R]``, seconds without
+    compilation)."""
+    _compile_seconds(_baseline, y, operator=operator)
+    return _timed(_baseline, y, operator=operator)
 
 
 def switch_noise(kinds: tuple[str, ...], index: jax.Array):
@@ -253,14 +243,15 @@ def _to_builtin(tree):
 
 
 def write_results(folder: Path, inputs, volumes, stds, table, config, figure) -> None:
-    """Writes the NIfTI volumes (input orientation), measurement, metrics, config and figure."""
+    """Writes the NIfTI volumes (input orientation), measurement, metrics, config and figure
+    into ``folder`` (the baseline as ``<baseline_name>.nii.gz``, e.g. ``fbp.nii.gz``)."""
     def save(filename, planes):
         io.write_nifti(folder / filename, prepare.from_planes(planes, inputs.plane),
                        inputs.affine)
 
+    baseline = inputs.operator.baseline_name
     for name, volume in volumes.items():
-        save(f"{name}.nii.gz" if name == baseline_name(inputs.operator) else
-             f"recon_{name}.nii.gz", volume)
+        save(f"{name}.nii.gz" if name == baseline else f"recon_{name}.nii.gz", volume)
     for name, std in stds.items():
         save(f"std_{name}.nii.gz", std)
     if inputs.reference is not None:
@@ -272,8 +263,9 @@ def write_results(folder: Path, inputs, volumes, stds, table, config, figure) ->
 
 
 def make_figure(volumes, inputs, config_name):
-    """Orthogonal views of ground truth, the baseline and each reconstruction, with errors."""
-    labels = {name: ("FBP" if name == "fbp" else name) for name in volumes}
+    """Orthogonal views of ground truth, the baseline and each reconstruction, with error maps."""
+    baseline = inputs.operator.baseline_name
+    labels = {name: (name.upper() if name == baseline else name) for name in volumes}
     spacing = io.voxel_spacing(inputs.affine)[::-1]
     reference = (None if inputs.reference is None
                  else prepare.from_planes(inputs.reference, inputs.plane))
@@ -284,8 +276,8 @@ def make_figure(volumes, inputs, config_name):
 
 def describe_operator(operator, config) -> str:
     """One phrase for the log line."""
-    if isinstance(operator, operators.ParallelBeam):
-        return f"{config.operator.geometry}, {operator.num_angles} views"
+    if hasattr(operator, "num_angles"):
+        return f"{config.operator.kind} {config.operator.geometry}, {operator.num_angles} views"
     if isinstance(operator, operators.ZSuperResolution):
         return f"z super-resolution x{operator.factor}"
     return f"Cartesian MRI R={operator.acceleration:g}, {operator.lines.size} lines"
@@ -313,21 +305,25 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
     check_sampler_config(config)
     mesh = device_mesh(config)
     prior = prior_lib.load_prior(config.prior)
-    prior_lib.check_prior(prior, name=config.prior.name)
+    prior_lib.check_prior(prior, name=prior_lib.prior_source(config.prior))
     resolution = prior_lib.slice_size(prior)
     sigmas = noise_levels(config, prior)
     config = config.copy_and_resolve_references()  # config.json records what actually ran
     config.sde.sigma_min = sigma_min(config, prior)
     measurement_key, sample_key = jax.random.split(jax.random.key(config.seed))
     inputs = inputs_lib.prepare_inputs(measurement_key, config, resolution)
-    log(f"input: {inputs.source} -> {inputs.measurement.shape[0]} {inputs.plane} planes of "
-        f"{resolution}x{resolution}; {describe_operator(inputs.operator, config)}; prior "
-        f"{config.prior.name}; {config.sampler.steps} steps")
     y = jax.numpy.asarray(inputs.measurement)
-    base, base_seconds = run_baseline(inputs.operator, y, config.sampler.fbp_filter)
-    name = baseline_name(inputs.operator)
-    volumes, stds, seconds = {name: base}, {}, {name: base_seconds}
-    x_init = None if config.sampler.warm_start == "none" else jax.numpy.asarray(base)
+    num_slices = operators.protocol.num_slices(inputs.operator, y)
+    log(f"input: {inputs.source} -> {num_slices} {inputs.plane} planes of "
+        f"{resolution}x{resolution}; {describe_operator(inputs.operator, config)}; prior "
+        f"{prior_lib.prior_source(config.prior)}; {config.sampler.steps} steps")
+    note = prior_lib.intensity_note(prior, config.data)
+    if note:
+        log(note)
+    name = inputs.operator.baseline_name
+    baseline, baseline_seconds = run_baseline(inputs.operator, y)
+    volumes, stds, seconds = {name: baseline}, {}, {name: baseline_seconds}
+    x_init = jax.numpy.asarray(baseline) if config.sampler.warm_start == "baseline" else None
     report.PROGRESS.enabled = progress
     results = run_noise_kinds(kinds, sample_key, y, inputs.operator, prior.denoise_fn, sigmas,
                               x_init, config, log, mesh=mesh)

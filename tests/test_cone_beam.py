@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from iscs_jax.operators import cone_beam
 from iscs_jax.operators import (
     ConeBeam,
     FanBeam,
@@ -161,3 +162,18 @@ def test_validation_errors_name_the_field():
         op.fdk(jnp.zeros(op.measurement_shape()), filter="box")
     with pytest.raises(ValueError, match="slices"):
         op.measurement_shape(SHAPE[0] + 1)
+
+
+@pytest.mark.parametrize("geometry", [
+    dict(GEOMETRY, detector_shape=(10, 14)),  # the gather-based backprojector
+    dict(GEOMETRY, source_origin=25.0, detector_shape=(40, 60),
+         detector_spacing=(0.3, 0.3)),  # too many taps: the linear_transpose fallback
+])
+def test_matched_backprojector_equals_linear_transpose(geometry):
+    """AT (gathers: candidate columns / rows per voxel, the forward's own weights) equals
+    JAX's transpose of A (scatter-adds) to float rounding, on views of both passes."""
+    op = ConeBeam((6, 14, 12), full_orbit_angles(7) + 0.3, view_chunk=3, **geometry)
+    y = jnp.asarray(np.random.default_rng(0).normal(size=op.measurement_shape()), jnp.float32)
+    expected = cone_beam._transpose_all_reference(op, y)
+    np.testing.assert_allclose(op.AT(y), expected, atol=1e-5 * float(jnp.abs(expected).max()))
+    assert {mode for mode, _, _ in op._passes()} == {"x", "y"}

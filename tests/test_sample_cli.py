@@ -224,13 +224,18 @@ def _bad_inputs(tmp):
         "noise kind": (["--config.compare=iid,bogus"], ["bogus", "iscs"]),
         "sampler settings": (["--config.sampler.eta=1.5", "--config.sampler.fbp_filter=box"],
                              ["sampler.eta=1.5", "'box'", "ramp"]),
+        "prior kind": (["--config.prior.kind=bogus"], ["prior.kind='bogus'", "'score_sde'"]),
+        "prior kind mismatch": (["--config.prior.path=phantom64", "--config.prior.kind=score_sde"],
+                                ["'ve_score' prior", "'edm'", "prior.kind=auto"]),
+        "pth without kind": ([f"--config.prior.path={tmp}/ckpt.pth"],
+                             ["PyTorch checkpoint", "prior.kind=score_sde"]),
     }
 
 
 BAD_INPUTS = ("missing", "2d", "4d", "nan", "inf", "empty", "constant", "windowed constant",
               "unknown key", "bad type", "resolution", "zero views", "negative views",
               "angle range 0", "angle range 200", "unknown config", "noise kind",
-              "sampler settings")
+              "sampler settings", "prior kind", "prior kind mismatch", "pth without kind")
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
@@ -319,10 +324,11 @@ def test_result_folder_is_atomic(tmp_path):
 
 
 def write_tiny_prior(folder, channels=1, resolution=16):
-    """An untrained tiny U-Net in the `iscs_jax.priors.load` format (NAME.json + NAME.msgpack)."""
-    from flax import nnx, serialization
+    """An untrained tiny U-Net in the `iscs_jax.priors.format` files (NAME.json + NAME.msgpack)."""
+    from flax import nnx
 
     from iscs_jax.models import UNet, UNetConfig
+    from iscs_jax.priors import format as prior_format
 
     config = UNetConfig(channels=channels, base_width=8, channel_mults=(1, 2),
                         attention_resolutions=(), norm_groups=4, embedding_dim=16)
@@ -331,13 +337,13 @@ def write_tiny_prior(folder, channels=1, resolution=16):
         lambda: UNet(config, resolution, rngs=nnx.Rngs(0)))))
     rng = np.random.default_rng(0)
     params = jax.tree.map(lambda s: rng.normal(0, 0.05, s.shape).astype(s.dtype), shapes)
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = folder / f"tiny{channels}"
-    stem.with_suffix(".msgpack").write_bytes(serialization.msgpack_serialize(params))
-    stem.with_suffix(".json").write_text(json.dumps({
-        "model": config.to_dict(), "resolution": resolution, "sigma_data": 0.2,
-        "data_mean": 0.13, "sigma_min": 0.01, "sigma_max": 50.0}))
-    return stem
+    meta = prior_format.PriorMeta(
+        name=f"tiny{channels}", architecture="unet", config=config.to_dict(),
+        parameterisation={"kind": "edm", "sigma_data": 0.2, "data_mean": 0.13},
+        resolution=resolution, channels=channels,
+        intensity={"kind": "hu_window", "hu_min": -1000.0, "hu_max": 1600.0},
+        sigma_min=0.01, sigma_max=50.0)
+    return Path(prior_format.write(str(folder / f"tiny{channels}"), meta, params))
 
 
 def test_learned_prior_channel_mismatch_and_missing_prior(tmp_path, capsys):
@@ -348,6 +354,26 @@ def test_learned_prior_channel_mismatch_and_missing_prior(tmp_path, capsys):
                        "--workdir", str(tmp_path / "out3")], "Could not load the prior",
               "prior.name=gaussian")
     assert not (tmp_path / "out2").exists() and not (tmp_path / "out3").exists()
+
+
+def test_converted_score_sde_prior_runs_through_the_cli(tmp_path, capsys):
+    """A (random, tiny) NCSN++ converted from a score_sde-style checkpoint, used with
+    ``--config.prior.path=... --config.prior.kind=score_sde``."""
+    from iscs_jax.convert import score_sde
+    from test_ncsnpp import MODEL_CONFIG, random_state_dict, tiny_config
+
+    stem = score_sde.to_prior({"model": random_state_dict(tiny_config())}, MODEL_CONFIG + ":tiny",
+                              str(tmp_path / "priors" / "tiny_ncsnpp"), weights="model")
+    folder, out = run_ok(capsys, smoke(
+        tmp_path / "runs", f"--config.prior.path={stem}", "--config.prior.kind=score_sde",
+        "--config.compare=iscs", "--config.sampler.steps=2", "--config.data.phantom_slices=2",
+        "--config.data.num_slices=2"))
+    assert f"prior {stem};" in out
+    recon, _ = load(folder, "recon_iscs.nii.gz")
+    assert recon.shape == (2, RESOLUTION, RESOLUTION) and np.all(np.isfinite(recon))
+    fbp, _ = load(folder, "fbp.nii.gz")
+    assert np.abs(recon - fbp).max() > 1e-3  # the denoiser changed the warm start
+    assert json.loads((folder / "config.json").read_text())["prior"]["kind"] == "score_sde"
 
 
 def _subprocess(args, cwd):
@@ -390,3 +416,50 @@ def test_cli_on_two_devices_matches_one_device(tmp_path, capsys):
         np.testing.assert_allclose(load(sharded, name)[0], load(single, name)[0], atol=1e-5)
     run_fails(capsys, smoke(tmp_path / "three", "--config.parallel.num_devices=3"),
               "parallel.num_devices=3")
+
+
+def test_cone_beam_smoke_uses_fdk_baseline(tmp_path, capsys):
+    """cbct.py:smoke end to end: y = ConeBeam.A(gt) in the scaled preset, FDK baseline row."""
+    folder, out = run_ok(capsys, smoke(tmp_path, config="cbct.py:smoke"))
+    assert folder.parent == tmp_path / "cbct"
+    assert {"fdk.nii.gz", "recon_iid.nii.gz", "recon_iscs.nii.gz"} <= {p.name for p in
+                                                                      folder.iterdir()}
+    table = json.loads((folder / "metrics.json").read_text())
+    assert list(table) == ["fdk", "iid", "iscs"]
+    assert any(line.startswith("fdk") for line in out.splitlines())
+    gt = load(folder, "gt.nii.gz")[0]
+    config = cli.load_config("cbct.py:smoke")[0]
+    operator = inputs.make_operator(config.operator, gt.shape)
+    assert isinstance(operator, operators.ConeBeam) and operator.num_views == 20
+    assert operator.scan_kind == "full"
+    # The published magnification, scaled to a 32-pixel-wide volume.
+    assert operator.source_origin == pytest.approx(700 * RESOLUTION / 256)
+    assert operator.detector_shape[1] == 2 * RESOLUTION
+    np.testing.assert_allclose(np.load(folder / "measurement.npy"), operator.A(jnp.asarray(gt)),
+                               rtol=1e-4, atol=1e-4)
+    fdk = load(folder, "fdk.nii.gz")[0]
+    np.testing.assert_allclose(fdk, operator.fdk(operator.A(jnp.asarray(gt))), atol=1e-4)
+
+
+def test_cone_beam_configs_and_presets():
+    cbct, lact = cli.load_config("cbct.py")[0], cli.load_config("cbct_lact.py:smoke")[0]
+    assert cbct.operator.kind == lact.operator.kind == "cone_beam"
+    assert (cbct.operator.num_views, cbct.sampler.steps, cbct.sampler.cg_iters) == (20, 30, 10)
+    assert cbct.sde.sigma_max == 5 and cbct.sampler.warm_start == "baseline"
+    assert cbct.compare == "iid,iscs"
+    limited = inputs.make_operator(lact.operator, (4, 32, 32))
+    np.testing.assert_allclose(np.rad2deg(limited.angles), np.arange(90.0), atol=1e-9)
+    assert limited.scan_kind == "limited"
+    cbct.operator.preset = "paper"
+    paper = inputs.make_operator(cbct.operator, (8, 256, 256))
+    assert (paper.source_origin, paper.origin_detector) == (700.0, 500.0)
+    assert paper.detector_shape == (512, 512) and paper.detector_spacing == (2.0, 2.0)
+    fan = cli.load_config("cbct.py")[0]
+    fan.operator.kind = "fan_beam"
+    assert isinstance(inputs.make_operator(fan.operator, (4, 32, 32)), operators.FanBeam)
+    for field, value, message in [("kind", "helical", "operator.kind"),
+                                  ("preset", "tiny", "operator.preset")]:
+        bad = cli.load_config("cbct.py")[0]
+        setattr(bad.operator, field, value)
+        with pytest.raises(UserError, match=message):
+            inputs.make_operator(bad.operator, (4, 32, 32))

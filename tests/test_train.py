@@ -106,7 +106,10 @@ def test_smoke_config_trains_end_to_end_then_exports_and_loads(tmp_path):
     assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 4
     stem = export.export(str(workdir), "smoke", str(tmp_path / "assets"), command="test")
     prior = priors.load(stem)
-    assert prior.resolution == 32 and prior.metadata["train_steps"] == 20
+    meta = prior.metadata
+    assert prior.resolution == 32 and meta["provenance"]["train_steps"] == 20
+    assert (meta["architecture"], meta["parameterisation"]["kind"]) == ("unet", "edm")
+    assert meta["parameterisation"]["sigma_data"] == config.model.sigma_data
     x = jnp.full((2, 32, 32), 0.3)
     assert prior.denoise_fn(x, 0.5).shape == (2, 32, 32)
     with pytest.raises(ValueError, match="shipped"):

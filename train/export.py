@@ -2,8 +2,9 @@
 
     python -m train.export --workdir workdirs/phantom64 --name phantom64 [--out_dir DIR]
 
-writes ``DIR/NAME.msgpack`` (EMA params) and ``DIR/NAME.json`` (metadata), by
-default into ``iscs_jax/priors/assets``; ``iscs_jax.priors.load(NAME)`` reads them.
+writes ``DIR/NAME.msgpack`` (EMA params) and ``DIR/NAME.json`` (metadata) through
+`iscs_jax.priors.format`, by default into ``iscs_jax/priors/assets``;
+``iscs_jax.priors.load(NAME)`` reads them.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import jax
 import ml_collections
 from absl import app, flags
 from absl import logging as absl_logging
-from flax import serialization
-
 from iscs_jax import checkpoint, parallel, priors
+from iscs_jax.data import nifti
+from iscs_jax.priors import format as prior_format
 from train import loop
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir.", required=True)
@@ -27,6 +28,21 @@ _OUT_DIR = flags.DEFINE_string("out_dir", priors.ASSETS_DIR, "Where to write the
 _TRAIN_COMMAND = flags.DEFINE_string(
     "train_command", "python -m train --config configs/train_phantom.py --workdir {workdir}",
     "The training command recorded in the metadata ({workdir} is filled in).")
+
+
+def intensity(config: ml_collections.ConfigDict) -> dict:
+    """The HU window (or, with ``data.intensity_range``, the value range) the training images
+    were mapped from to [0, 1].
+
+    ``config.data.hu_min`` / ``hu_max`` when the training config has them, else the CT window
+    of `iscs_jax.data.nifti` (also the HU range the phantom stands for).
+    """
+    if config.data.get("intensity_range", None):  # a non-CT file's stored range (MRI)
+        low, high = (float(v) for v in config.data.intensity_range)
+        return {"kind": "range", "low": low, "high": high}
+    low, high = nifti.CT_HU_RANGE
+    return {"kind": "hu_window", "hu_min": float(config.data.get("hu_min", low)),
+            "hu_max": float(config.data.get("hu_max", high))}
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
@@ -75,22 +91,17 @@ def export(workdir: str, name: str, out_dir: str, command: str | None = None,
     """
     config = read_config(workdir)
     ema, step = restore_ema(workdir, config)
-    os.makedirs(out_dir, exist_ok=True)
-    stem = os.path.join(out_dir, name)
-    with open(stem + ".msgpack", "wb") as f:
-        f.write(serialization.msgpack_serialize(ema))
-    model_keys = loop.model_config(config).to_dict()
-    meta = {
-        "name": name, "model": model_keys, "resolution": config.data.resolution,
-        "channels": config.model.channels, "sigma_data": config.model.sigma_data,
-        "data_mean": config.model.data_mean, "sigma_min": config.train.sigma_min,
-        "sigma_max": config.train.sigma_max, "train_steps": int(step),
-        "final_loss": last_loss(workdir), "train_config": config.to_dict(),
-        "command": command, "export_command": export_command,
-    }
-    with open(stem + ".json", "w") as f:
-        json.dump(meta, f, indent=2)
-    return stem
+    meta = prior_format.PriorMeta(
+        name=name, architecture="unet", config=loop.model_config(config).to_dict(),
+        parameterisation={"kind": "edm", "sigma_data": config.model.sigma_data,
+                          "data_mean": config.model.data_mean},
+        resolution=config.data.resolution, channels=config.model.channels,
+        intensity=intensity(config), sigma_min=config.train.sigma_min,
+        sigma_max=config.train.sigma_max,
+        provenance={"train_steps": int(step), "final_loss": last_loss(workdir),
+                    "train_config": config.to_dict(), "command": command,
+                    "export_command": export_command})
+    return prior_format.write(os.path.join(out_dir, name), meta, ema)
 
 
 def main(argv):

@@ -61,6 +61,52 @@ def _groups(width: int, groups: int) -> int:
     return max(g for g in range(1, min(groups, width) + 1) if width % g == 0)
 
 
+#: Feature maps with at least this many pixels get their GroupNorm sums from a matrix
+#: product (BLAS runs it on every core); smaller maps use a plain reduction.
+MATMUL_STATS_MIN_PIXELS = 32 * 32
+
+
+def _pixel_sums(x: jax.Array) -> jax.Array:
+    """``[B, P, C] -> [B, 2, C]``: per-channel sums of x and of x^2 over the P pixels."""
+    moments = jnp.stack([x, x * x], axis=1)  # [B, 2, P, C]
+    if x.shape[1] < MATMUL_STATS_MIN_PIXELS:
+        return jnp.sum(moments, axis=2)
+    ones = jnp.ones((x.shape[1],), x.dtype)
+    return jnp.einsum("p,bmpc->bmc", ones, moments, precision=jax.lax.Precision.HIGHEST)
+
+
+class GroupNorm(nnx.Module):
+    """Group normalisation of ``[B, H, W, C]`` over (H, W, channels of a group).
+
+    The same parameters (``scale``, ``bias`` ``[C]``) and maths as `flax.nnx.GroupNorm`
+    (variance E[x^2] - E[x]^2 clipped at 0, epsilon 1e-6), so checkpoints of either
+    load into the other; the statistics of large maps are matrix products
+    (`MATMUL_STATS_MIN_PIXELS`), which XLA:CPU spreads over the cores, where the
+    reduction it emits for ``mean`` runs on one.
+    """
+
+    def __init__(self, num_features: int, num_groups: int, *, epsilon: float = 1e-6,
+                 rngs: nnx.Rngs | None = None):
+        del rngs  # deterministic initialisation (ones, zeros), as flax's GroupNorm
+        if num_features % num_groups:
+            raise ValueError(f"GroupNorm: {num_groups} groups must divide {num_features} "
+                             "features.")
+        self.num_groups, self.epsilon = num_groups, epsilon
+        self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        b, h, w, c = x.shape
+        sums = _pixel_sums(x.reshape(b, h * w, c))  # [B, 2, C]
+        group_size = c // self.num_groups
+        moments = sums.reshape(b, 2, self.num_groups, group_size).sum(-1) / (h * w * group_size)
+        mean, mean_sq = moments[:, 0], moments[:, 1]  # [B, G]
+        var = jnp.maximum(mean_sq - mean * mean, 0.0)
+        mean = jnp.repeat(mean, group_size, axis=1)[:, None, None, :]
+        mul = jnp.repeat(jax.lax.rsqrt(var + self.epsilon), group_size, axis=1)
+        return (x - mean) * (mul * self.scale[...])[:, None, None, :] + self.bias[...]
+
+
 def sinusoidal_embedding(c_noise: jax.Array, dim: int) -> jax.Array:
     """``[B] -> [B, dim]`` sinusoidal features of the noise conditioning."""
     half = dim // 2
@@ -73,10 +119,10 @@ class ResBlock(nnx.Module):
     """GroupNorm-SiLU-Conv x2 with an additive noise embedding and a skip."""
 
     def __init__(self, cin: int, cout: int, emb: int, groups: int, *, rngs: nnx.Rngs):
-        self.norm1 = nnx.GroupNorm(cin, _groups(cin, groups), rngs=rngs)
+        self.norm1 = GroupNorm(cin, _groups(cin, groups), rngs=rngs)
         self.conv1 = nnx.Conv(cin, cout, (3, 3), rngs=rngs)
         self.emb = nnx.Linear(emb, cout, rngs=rngs)
-        self.norm2 = nnx.GroupNorm(cout, _groups(cout, groups), rngs=rngs)
+        self.norm2 = GroupNorm(cout, _groups(cout, groups), rngs=rngs)
         self.conv2 = nnx.Conv(cout, cout, (3, 3), kernel_init=nnx.initializers.zeros_init(),
                               rngs=rngs)
         self.skip = nnx.Conv(cin, cout, (1, 1), rngs=rngs) if cin != cout else None
@@ -95,7 +141,7 @@ class Attention(nnx.Module):
         if width % heads:
             raise ValueError(f"model.num_heads={heads} must divide the width {width}.")
         self.heads = heads
-        self.norm = nnx.GroupNorm(width, _groups(width, groups), rngs=rngs)
+        self.norm = GroupNorm(width, _groups(width, groups), rngs=rngs)
         self.qkv = nnx.Linear(width, 3 * width, rngs=rngs)
         self.out = nnx.Linear(width, width, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
 
@@ -149,7 +195,7 @@ class UNet(nnx.Module):
                for i in reversed(range(len(widths)))]
         self.up = nnx.List([Level(ci, co, cfg.num_blocks, a, cfg, emb, rngs=rngs)
                             for ci, co, a in ups])
-        self.norm_out = nnx.GroupNorm(widths[0], _groups(widths[0], cfg.norm_groups), rngs=rngs)
+        self.norm_out = GroupNorm(widths[0], _groups(widths[0], cfg.norm_groups), rngs=rngs)
         self.conv_out = nnx.Conv(widths[0], cfg.channels, (3, 3),
                                  kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
 

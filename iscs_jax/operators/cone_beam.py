@@ -15,7 +15,9 @@ Geometry (other code depends on exactly this):
   segment from the source to each pixel centre, in the units of ``voxel_size``.
 
 The discretisation (Joseph's method, separable gathers, chunks of views) is
-described in `operators.divergent`; ``AT`` is its exact transpose, and both are
+described in `operators.divergent`; ``AT`` is its exact transpose, written as gathers
+too (`divergent.backproject_pass`: for each voxel line, the few detector columns and
+rows whose interpolation taps reach it, with the forward's own weights), and both are
 wrapped in a ``jax.custom_vjp`` so that gradients through ``A`` are ``AT`` (and
 vice versa) without storing per-plane interpolation indices.
 
@@ -212,12 +214,17 @@ class ConeBeam:
         size, num_local = jax.lax.axis_size(axis_name), slice_mask.shape[0]
         shape = (*self.volume_shape[1:], self.volume_shape[0])
         total, start = 0.0, 0
-        for mode, _, params in self._passes():
+        for mode, index, params in self._passes():
             local = self._local_params(params, axis_name)
+            trig = self._local_params(self._trig(index), axis_name)
             block = local.shape[0]
-            values = jnp.swapaxes(y[start:start + block], 1, 2)  # [n, C, R]
-            total = total + divergent.transpose_pass(values, shape, mode, local, self._z_rows(),
-                                                     self.view_chunk)
+            views = y[start:start + block]
+            if self._orbit().gathers_fit:
+                part = self._backproject(views, mode, local, trig)
+            else:
+                part = divergent.transpose_pass(jnp.swapaxes(views, 1, 2), shape, mode, local,
+                                                self._z_rows(), self.view_chunk)
+            total = total + part
             start += block
         volume = jnp.moveaxis(total, -1, 0)
         volume = jnp.pad(volume, ((0, size * num_local - volume.shape[0]), (0, 0), (0, 0)))
@@ -247,10 +254,29 @@ class ConeBeam:
         return (jnp.asarray(v / dz, jnp.float32), jnp.float32(offset), jnp.asarray(v, jnp.float32))
 
     def _local_params(self, params: np.ndarray, axis_name: str) -> jax.Array:
+        """This device's block of a per-view table ``[n, ...]`` (zero-padded to the devices)."""
         size, rank = jax.lax.axis_size(axis_name), jax.lax.axis_index(axis_name)
         block = -(-params.shape[0] // size)
-        padded = np.pad(params, ((0, block * size - params.shape[0]), (0, 0), (0, 0)))
-        return jax.lax.dynamic_slice_in_dim(jnp.asarray(padded), rank * block, block)
+        pad = [(0, block * size - params.shape[0])] + [(0, 0)] * (params.ndim - 1)
+        return jax.lax.dynamic_slice_in_dim(jnp.asarray(np.pad(params, pad)), rank * block, block)
+
+    def _trig(self, index: np.ndarray) -> np.ndarray:
+        """(sin, cos) of the views ``index``, float32 ``[n, 2]``."""
+        angles = np.asarray(self.angles)[index]
+        return np.stack([np.sin(angles), np.cos(angles)], -1).astype(np.float32)
+
+    def _orbit(self) -> divergent.Orbit:
+        return divergent.make_orbit(self.source_origin, self.origin_detector,
+                                    self.detector_spacing[1], self.detector_shape[1],
+                                    self.volume_shape[1:], self.voxel_size[1:],
+                                    rows=self.detector_shape[0], dv=self.detector_spacing[0],
+                                    dz=self.voxel_size[0])
+
+    def _backproject(self, y, mode, params, trig):
+        """Matched backprojection of one pass's views ``[n, rows, cols]`` -> ``[H, W, D]``."""
+        return divergent.backproject_pass(jnp.swapaxes(y, 1, 2), mode, jnp.asarray(params),
+                                          jnp.asarray(trig), self._z_rows(), self._orbit(),
+                                          self.volume_shape[0], self.view_chunk)
 
     def _project(self, volume, mode, params, axis_name=None):
         """``[H, W, D]`` -> ``[n, rows, cols]`` for the views of one pass (local share if
@@ -277,6 +303,23 @@ def _project_all(op: ConeBeam, x: jax.Array) -> jax.Array:
 
 
 def _transpose_all(op: ConeBeam, y: jax.Array) -> jax.Array:
+    """The transpose of `_project_all`, pass by pass, as gathers (`divergent.backproject_pass`).
+
+    Geometries whose voxels are reached by more than `divergent.MAX_TAPS` columns or rows
+    (a source almost touching the volume, detector pixels much finer than the voxels) use
+    `_transpose_all_reference` instead, whose cost does not grow with the tap count.
+    """
+    if not op._orbit().gathers_fit:
+        return _transpose_all_reference(op, y)
+    total = 0.0
+    for mode, index, params in op._passes():
+        total = total + op._backproject(y[index], mode, params, op._trig(index))
+    return jnp.moveaxis(total, -1, 0)
+
+
+def _transpose_all_reference(op: ConeBeam, y: jax.Array) -> jax.Array:
+    """The same transpose by ``jax.linear_transpose`` of `_project_all` (scatter-adds); tests
+    compare the two."""
     (x,) = jax.linear_transpose(functools.partial(_project_all, op),
                                 jax.ShapeDtypeStruct(op.volume_shape, jnp.float32))(y)
     return x

@@ -29,6 +29,7 @@ picks the pass). The adjoint is the transpose of this exact program
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +42,8 @@ from iscs_jax.operators.parallel_beam import _linear_taps, _scan_sum
 MODES = ("y", "x")
 #: Rows of the per-view parameter table (see `plane_params`).
 NUM_PARAMS = 6
+#: Most candidate columns / rows per voxel the gather-based transpose unrolls.
+MAX_TAPS = 12
 
 
 def centres(n: int, spacing: float) -> np.ndarray:
@@ -183,10 +186,143 @@ def project_pass(volume: jax.Array, mode: str, params: jax.Array, z_rows,
 
 def transpose_pass(values: jax.Array, volume_shape, mode: str, params: jax.Array, z_rows,
                    chunk: int) -> jax.Array:
-    """The exact transpose of `project_pass`: ``[n, C, R or B] -> [H, W, B]``."""
+    """The exact transpose of `project_pass` by ``jax.linear_transpose`` (scatter-adds):
+    ``[n, C, R or B] -> [H, W, B]``. The reference for `backproject_pass`."""
     fn = functools.partial(project_pass, mode=mode, params=params, z_rows=z_rows, chunk=chunk)
     (volume,) = jax.linear_transpose(fn, jax.ShapeDtypeStruct(volume_shape, jnp.float32))(values)
     return volume
+
+
+class Orbit(NamedTuple):
+    """Static scalars the gather-based transpose needs (hashable)."""
+    source_origin: float
+    origin_detector: float
+    du: float
+    cols: int
+    plane_shape: tuple[int, int]  # (H, W)
+    spacing_yx: tuple[float, float]
+    column_reach: float  # columns within one voxel (along the line axis) of a point
+    column_taps: int  # candidate columns per (view, voxel line)
+    row_taps: int  # candidate detector rows per (ray, z voxel); 0 for the fan beam
+    dv_over_dz: float
+
+    @property
+    def gathers_fit(self) -> bool:
+        """Whether `backproject_pass` applies (tap counts at most `MAX_TAPS`)."""
+        return max(self.column_taps, self.row_taps) <= MAX_TAPS
+
+
+def make_orbit(source_origin, origin_detector, du, cols, plane_shape, spacing_yx,
+               rows=None, dv=1.0, dz=1.0) -> Orbit:
+    """The `Orbit` of a geometry, with tap counts bounding how many detector columns
+    (rows) a voxel's interpolation footprint can reach.
+
+    Rays of adjacent columns are at least ``(S - r) du cos^2(gamma_max) / (S + O)`` apart
+    inside the volume (r: its in-plane radius), so a voxel line point is reached by at most
+    ``floor(2 / spacing) + 2`` columns (in units of the interpolated axis); likewise rows,
+    whose z index advances at least ``lam_min dv / dz`` per row.
+    """
+    distance = source_origin + origin_detector
+    radius = 0.5 * float(np.hypot(plane_shape[0] * spacing_yx[0], plane_shape[1] * spacing_yx[1]))
+    radius += 2 * max(spacing_yx)  # interpolation reaches one voxel past the volume
+    u_max = cols * du / 2
+    cos2 = distance**2 / (distance**2 + u_max**2)
+    spacing = (source_origin - radius) * du * cos2 / (distance * max(spacing_yx))
+    column_reach = 1.0 / spacing
+    column_taps = int(np.floor(2 * column_reach)) + 2
+    row_taps = 0
+    if rows is not None:
+        lam_min = (source_origin - radius) / np.hypot(distance, u_max)
+        row_taps = int(np.floor(2 / (lam_min * dv / dz))) + 2
+    return Orbit(float(source_origin), float(origin_detector), float(du), int(cols),
+                 tuple(plane_shape), tuple(spacing_yx), float(column_reach), column_taps, row_taps,
+                 float(dv / dz))
+
+
+def _z_transpose(val: jax.Array, lam: jax.Array, z_rows, depth: int, taps: int,
+                 dv_over_dz: float) -> jax.Array:
+    """Transpose of the z interpolation of `_project_chunk`: ``[n, C, R] -> [n, C, D]``.
+
+    Rows r reaching z voxel k satisfy |z_r - k| < 1 with z_r = lam scale[r] + offset
+    (affine in r, slope lam dv / dz); the ``taps`` candidates start below the first,
+    and each weight is recomputed with the forward's own expression.
+    """
+    scale, offset = z_rows[0], z_rows[1]
+    rows = scale.shape[0]
+    k = jnp.arange(depth, dtype=jnp.float32)
+    slope = lam * dv_over_dz
+    slope = jnp.where(slope > 0, slope, 1.0)[..., None]
+    start = jnp.floor((k - 1.0 - (lam[..., None] * scale[0] + offset)) / slope)  # [n, C, D]
+    total = 0.0
+    for m in range(taps):
+        r = start + m
+        index = jnp.clip(r, 0, rows - 1).astype(jnp.int32)
+        z = lam[..., None] * scale[index] + offset
+        weight = jnp.where((r >= 0) & (r <= rows - 1), jnp.maximum(0.0, 1.0 - jnp.abs(z - k)), 0.0)
+        total = total + weight * jnp.take_along_axis(val, index, axis=-1)
+    return total
+
+
+def _backproject_chunk(values, params, trig, z_rows, mode: str, orbit: Orbit, depth: int):
+    """Transpose of `_project_chunk` as gathers: ``[n, C, R|B] -> [P, L, D|B]``."""
+    lam0, lam1, t0, t1, weight, inplane2 = (params[:, k] for k in range(NUM_PARAMS))
+    if z_rows is None:
+        val = values * (weight * jnp.sqrt(inplane2))[..., None]
+    else:
+        val = values * weight[..., None] * jnp.sqrt(inplane2[..., None] + z_rows[2] ** 2)
+    plane_shape, spacing = orbit.plane_shape, orbit.spacing_yx
+    if mode == "x":
+        plane_shape, spacing = plane_shape[::-1], spacing[::-1]
+    lines = jnp.asarray(centres(plane_shape[1], spacing[1]), jnp.float32)  # [L]
+    planes = jnp.asarray(centres(plane_shape[0], spacing[0]), jnp.float32)  # [P]
+    line_index = jnp.arange(plane_shape[1], dtype=jnp.float32)
+    sin, cos = trig[:, :1], trig[:, 1:]  # [n, 1]
+    distance = orbit.source_origin + orbit.origin_detector
+
+    def plane_term(j):
+        lam = lam0 + lam1 * j  # [n, C], as in the forward
+        sheet = val if z_rows is None else _z_transpose(val, lam, z_rows, depth, orbit.row_taps,
+                                                        orbit.dv_over_dz)
+        first, second = (lines[None, :], planes[j.astype(jnp.int32)])
+        px, py = (first, second) if mode == "y" else (second, first)  # [1, L] / scalar
+        u = distance * (px * cos + py * sin) / (orbit.source_origin - (px * sin - py * cos))
+        centre = u / orbit.du + orbit.cols / 2 - 0.5  # [n, L] column through the point
+        start = jnp.floor(centre - orbit.column_reach)
+        total = 0.0
+        for m in range(orbit.column_taps):
+            c = start + m
+            index = jnp.clip(c, 0, orbit.cols - 1).astype(jnp.int32)
+            t = jnp.take_along_axis(t0, index, axis=1) + jnp.take_along_axis(t1, index, axis=1) * j
+            w = jnp.where((c >= 0) & (c <= orbit.cols - 1),
+                          jnp.maximum(0.0, 1.0 - jnp.abs(t - line_index)), 0.0)
+            total = total + jnp.einsum("nl,nlb->lb", w,
+                                       jnp.take_along_axis(sheet, index[..., None], axis=1))
+        return total
+
+    return jax.lax.map(plane_term, jnp.arange(plane_shape[0], dtype=jnp.float32))
+
+
+def backproject_pass(values: jax.Array, mode: str, params: jax.Array, trig: jax.Array, z_rows,
+                     orbit: Orbit, depth: int, chunk: int) -> jax.Array:
+    """The transpose of `project_pass` written as gathers (no scatter):
+    ``[n, C, R or B] -> [H, W, D or B]`` (D: z voxels; B: the fan beam's slices).
+
+    Args:
+      values: ``[n, C, R|B]``; params ``[n, NUM_PARAMS, C]``; trig ``[n, 2]`` (sin, cos of
+        each view's angle); z_rows as for `project_pass`; orbit from `make_orbit`;
+      depth: D (cone) or B (fan); chunk: views per step.
+    """
+    count = params.shape[0]
+    num_chunks = -(-count // chunk)
+    pad = num_chunks * chunk - count
+    chunks = (jnp.pad(values, ((0, pad), (0, 0), (0, 0))).reshape(num_chunks, chunk,
+                                                                   *values.shape[1:]),
+              jnp.pad(params, ((0, pad), (0, 0), (0, 0))).reshape(num_chunks, chunk,
+                                                                   *params.shape[1:]),
+              jnp.pad(trig, ((0, pad), (0, 0))).reshape(num_chunks, chunk, 2))
+    total = _scan_sum(lambda c: _backproject_chunk(*c[:2], c[2], z_rows, mode, orbit, depth),
+                      chunks)
+    return planes_first(total, mode)
 
 
 # ----- filtered backprojection ---------------------------------------------------------------

@@ -1,9 +1,18 @@
 """Parallel-beam CT: a per-slice 2D Radon transform, its exact adjoint, and FBP.
 
-Geometry (the scikit-image ``radon`` convention, so results compare directly):
-pixel (row, col) sits at u = col - W//2, v = H//2 - row (unit pixels, v up);
-detector j at s = j - num_detectors//2 (unit spacing); the ray of angle theta and
-offset s is {(u, v): u cos(theta) + v sin(theta) = s}.
+Geometry: pixel (row, col) sits at u = col - c_col, v = c_row - row (unit pixels,
+v up); detector j at s = j - c_det (unit spacing); the ray of angle theta and
+offset s is {(u, v): u cos(theta) + v sin(theta) = s}. The rotation centre
+(`ROTATION_CENTERS`) is either
+
+* ``"geometric"`` (default): c_row = (H - 1) / 2, c_col = (W - 1) / 2,
+  c_det = (num_detectors - 1) / 2, the centre of the image and of the detector,
+  as in ASTRA, scanners and the cone-beam geometry; or
+* ``"skimage"``: c_row = H // 2, c_col = W // 2, c_det = num_detectors // 2, the
+  convention of scikit-image's ``radon`` (half a pixel off the geometric centre
+  for even sizes).
+
+Both agree for odd sizes (the default detector count is odd).
 
 Discretisation: Joseph's method. For angles with |cos| >= |sin| the ray is
 stepped row by row (columns when |sin| > |cos|); at each step the image is
@@ -13,8 +22,12 @@ hat(u) = max(0, 1 - |u|), so the adjoint `AT` is written as a gather computing
 the same entries (at most two detectors reach a pixel per angle, because the
 detector-to-line spacing |b| >= 1). Both directions are gathers: no scatter.
 
-Internally a batch of slices is laid out last (``[H, W, B]``) so that each
-gathered element is a contiguous vector of B floats.
+Both directions loop over image lines (rows, or columns for the column-stepped
+angles): the forward projection scans the lines, each step gathering both taps
+of every (angle, detector) pair from one line into a ``[angles, detectors, B]``
+accumulator; the adjoint scans the angles, each step gathering every line's
+pixels from one view. Internally a batch of slices is laid out last
+(``[H, W, B]``) so that each gathered element is a contiguous vector of B floats.
 """
 
 from __future__ import annotations
@@ -29,8 +42,8 @@ import numpy as np
 
 from iscs_jax.operators import filters
 
-#: Lines summed together per step of the forward projection (cache-sized blocks).
-LINE_BLOCK = 64
+#: Rotation-centre conventions (see the module docstring).
+ROTATION_CENTERS = ("geometric", "skimage")
 
 
 def _hat(u: jax.Array) -> jax.Array:
@@ -70,15 +83,23 @@ def _scan_sum(term, xs):
     return acc
 
 
-def _line_params(angles: np.ndarray, image_shape: tuple[int, int],
-                 num_detectors: int, by_rows: bool) -> np.ndarray:
+def _centres(image_shape: tuple[int, int], num_detectors: int,
+             rotation_center: str) -> tuple[float, float, float]:
+    """(c_row, c_col, c_det) of the rotation-centre convention (module docstring)."""
+    height, width = image_shape
+    if rotation_center == "skimage":
+        return float(height // 2), float(width // 2), float(num_detectors // 2)
+    return (height - 1) / 2.0, (width - 1) / 2.0, (num_detectors - 1) / 2.0
+
+
+def _line_params(angles: np.ndarray, centres: tuple[float, float, float],
+                 by_rows: bool) -> np.ndarray:
     """Per-angle (a, b, c, w): the ray of detector j hits line i at p = a + b j + c i.
 
     Lines are rows (``by_rows``; p is a column position) or columns (p is a row
     position); w is the step length along the ray. Returns float32 ``[n, 4]``.
     """
-    height, width = image_shape
-    c_row, c_col, c_det = height // 2, width // 2, num_detectors // 2
+    c_row, c_col, c_det = centres
     cos, sin = np.cos(angles), np.sin(angles)
     if by_rows:
         a = c_col - (c_det + c_row * sin) / cos
@@ -89,32 +110,35 @@ def _line_params(angles: np.ndarray, image_shape: tuple[int, int],
     return np.stack([a, b, c, w], axis=-1).astype(np.float32)
 
 
-def _project_lines(image: jax.Array, params: jax.Array, num_detectors: int) -> jax.Array:
-    """One angle of the forward projection: ``[n_lines, L, B] -> [num_detectors, B]``.
+def _project_lines(lines: jax.Array, params: jax.Array, num_detectors: int) -> jax.Array:
+    """Forward projection of one angle group: ``[n_lines, L, B] -> [angles, num_detectors, B]``.
 
-    Lines are summed in blocks of `LINE_BLOCK` (zero lines pad the last block) so
-    the gathered ``[block, num_detectors, B]`` intermediate stays in cache; each
-    block is reduced by a matrix product, which XLA:CPU runs several times faster
-    than a reduction with the gather fused into it.
+    A scan over the image lines (the loop shape of the adjoint): each step adds
+    one line's two interpolation taps, for every (angle, detector) pair, into
+    the ``[angles, num_detectors, B]`` sum, as one fused gather-multiply-add
+    vectorised over B (split over threads by XLA). The tap positions are
+    materialised once per step so that the fused gather does not recompute
+    them for every batch element. (Several lines per step, as unrolled terms or
+    as partial sums, measured slower on XLA:CPU, even for one or two slices.)
+
+    Args:
+      lines: image rows (or columns) ``[n_lines, L, B]``.
+      params: ``[angles, 4]`` rows (a, b, c, w) of `_line_params`.
+      num_detectors: detector count.
     """
-    n_lines, length, batch = image.shape
-    block = min(LINE_BLOCK, n_lines)
-    num_blocks = -(-n_lines // block)
-    padded = jnp.pad(image, ((0, num_blocks * block - n_lines), (0, 0), (0, 0)))
-    flat = padded.reshape(num_blocks * block * length, batch)
-    a, b, c, w = params[0], params[1], params[2], params[3]
+    length = lines.shape[1]
+    a, b, c, w = (params[:, k:k + 1] for k in range(4))  # each [angles, 1]
     j = jnp.arange(num_detectors, dtype=jnp.float32)[None, :]
-    ones = jnp.ones((block,), image.dtype)
 
-    def block_sum(first_line):
-        lines = first_line + jnp.arange(block)
-        p = a + b * j + c * lines.astype(jnp.float32)[:, None]  # [block, num_detectors]
+    def line_term(inputs):
+        i, line = inputs
+        taps = _linear_taps(a + b * j + c * i.astype(jnp.float32), length)
         total = 0.0
-        for k, weight in _linear_taps(p, length):
-            total = total + weight[..., None] * flat[lines[:, None] * length + k]
-        return (ones @ total.reshape(block, -1)).reshape(num_detectors, batch)
+        for k, weight in jax.lax.optimization_barrier(taps):
+            total = total + weight[..., None] * line[k]
+        return total
 
-    return w * _scan_sum(block_sum, jnp.arange(num_blocks) * block)
+    return w[..., None] * _scan_sum(line_term, (jnp.arange(lines.shape[0]), lines))
 
 
 def _backproject_lines(sino: jax.Array, params: jax.Array, n_lines: int,
@@ -156,15 +180,19 @@ class ParallelBeam:
     Attributes:
       image_shape: (H, W) of one slice.
       angles: projection angles in radians (any sequence; stored as a tuple).
-      num_detectors: detector count (unit spacing, centred at index n // 2);
-        defaults to the smallest odd count covering the image diagonal.
+      num_detectors: detector count (unit spacing); defaults to the smallest odd
+        count covering the image diagonal.
       filter: FBP filter of `baseline` (a key of ``filters.FILTERS``).
+      rotation_center: ``"geometric"`` (default; centre (H - 1) / 2, (W - 1) / 2,
+        detector (n - 1) / 2, as ASTRA) or ``"skimage"`` (H // 2, W // 2, n // 2,
+        as ``skimage.transform.radon``); see `ROTATION_CENTERS`.
     """
 
     image_shape: tuple[int, int]
     angles: tuple[float, ...]
     num_detectors: int | None = None
     filter: str = "ramp"
+    rotation_center: str = "geometric"
 
     #: Acts on each slice independently (a sharded sampler may apply it locally).
     coupling: ClassVar[str] = "slicewise"
@@ -187,6 +215,9 @@ class ParallelBeam:
         if self.filter not in filters.FILTERS:
             raise ValueError(f"Unknown FBP filter {self.filter!r}; valid names are "
                              f"{sorted(filters.FILTERS)}.")
+        if self.rotation_center not in ROTATION_CENTERS:
+            raise ValueError(f"rotation_center must be one of {ROTATION_CENTERS}, got "
+                             f"{self.rotation_center!r}.")
         object.__setattr__(self, "image_shape", shape)
         object.__setattr__(self, "angles", tuple(float(t) for t in angles))
         object.__setattr__(self, "num_detectors", int(num_detectors))
@@ -205,6 +236,11 @@ class ParallelBeam:
         core = (self.num_angles, self.num_detectors)
         return core if num_slices is None else (int(num_slices),) + core
 
+    @property
+    def centres(self) -> tuple[float, float, float]:
+        """(c_row, c_col, c_det): the rotation centre in pixel and detector indices."""
+        return _centres(self.image_shape, self.num_detectors, self.rotation_center)
+
     def _groups(self):
         """Static split of the angles into row-stepped and column-stepped groups."""
         angles = np.asarray(self.angles)
@@ -212,7 +248,7 @@ class ParallelBeam:
         for flag in (True, False):
             index = np.nonzero(by_rows == flag)[0]
             if index.size:
-                params = _line_params(angles[index], self.image_shape, self.num_detectors, flag)
+                params = _line_params(angles[index], self.centres, flag)
                 yield flag, index, jnp.asarray(params)
 
     def _check(self, array: jax.Array, core: tuple[int, ...], name: str) -> None:
@@ -263,8 +299,7 @@ def _forward(op: ParallelBeam, x: jax.Array) -> jax.Array:
     parts, order = [], []
     for by_rows, index, params in op._groups():
         lines = image if by_rows else jnp.swapaxes(image, 0, 1)
-        parts.append(jax.lax.map(
-            lambda prm, lines=lines: _project_lines(lines, prm, op.num_detectors), params))
+        parts.append(_project_lines(lines, params, op.num_detectors))
         order.append(index)
     sino = jnp.concatenate(parts, axis=0)[np.argsort(np.concatenate(order))]
     return _from_batch_last(sino, lead)
@@ -293,23 +328,25 @@ def _filtered_backprojection(op: ParallelBeam, y: jax.Array, response: jax.Array
     spectrum = jnp.fft.rfft(y, n=size, axis=-1) * response
     filtered = jnp.fft.irfft(spectrum, n=size, axis=-1)[..., :op.num_detectors]
     sino, lead = _to_batch_last(filtered.astype(jnp.float32), 2)
-    image = _pixel_backproject(sino, op.angles, op.image_shape)
+    image = _pixel_backproject(sino, op.angles, op.image_shape, op.centres)
     return _from_batch_last(image * (np.pi / op.num_angles), lead)
 
 
 def _pixel_backproject(sino: jax.Array, angles: tuple[float, ...],
-                       image_shape: tuple[int, int]) -> jax.Array:
+                       image_shape: tuple[int, int],
+                       centres: tuple[float, float, float]) -> jax.Array:
     """Sum over angles of the view linearly interpolated at each pixel's detector
     position: ``[num_angles, num_detectors, B] -> [H, W, B]`` (FBP backprojection)."""
     height, width = image_shape
     num_detectors = sino.shape[1]
-    u = jnp.arange(width, dtype=jnp.float32)[None, :] - width // 2
-    v = height // 2 - jnp.arange(height, dtype=jnp.float32)[:, None]
+    c_row, c_col, c_det = centres
+    u = jnp.arange(width, dtype=jnp.float32)[None, :] - c_col
+    v = c_row - jnp.arange(height, dtype=jnp.float32)[:, None]
     trig = jnp.asarray(np.stack([np.cos(angles), np.sin(angles)], -1), jnp.float32)
 
     def view_term(inputs):
         view, (cos, sin) = inputs
-        t = u * cos + v * sin + num_detectors // 2  # [H, W] detector position
+        t = u * cos + v * sin + c_det  # [H, W] detector position
         total = 0.0
         for j, weight in _linear_taps(t, num_detectors):
             total = total + weight[..., None] * view[j]

@@ -97,9 +97,10 @@ def num_slices(operator: Any, y) -> int:
     """The slice count D of the volume measured as ``y``.
 
     The leading axis of ``y`` for slice-wise and halo operators; ``volume_shape[0]``
-    for a global operator (its y has no slice axis).
+    for a global operator (its y has no slice axis; a pre-protocol operator without
+    ``volume_shape`` falls back to the leading axis).
     """
-    if coupling(operator) == "global":
+    if coupling(operator) == "global" and hasattr(operator, "volume_shape"):
         return int(operator.volume_shape[0])
     return int(jax.numpy.shape(y)[0])
 

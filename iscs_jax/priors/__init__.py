@@ -1,20 +1,23 @@
-"""Shipped pretrained priors: ``load("phantom64")`` returns a ready `DenoiseFn`.
+"""Pretrained priors: ``load("phantom64")`` or ``load("priors/aapm256")`` gives a `DenoiseFn`.
 
-A prior is two files in ``assets/`` (or any folder): ``NAME.msgpack`` (the EMA
-parameters of the U-Net, a flax msgpack of a pure dict) and ``NAME.json``
-(model config, preconditioning constants, sigma range, resolution, training
-provenance). ``train/export.py`` writes them.
+A prior is two files, ``NAME.json`` + ``NAME.msgpack``, in the format owned by
+`iscs_jax.priors.format` (written by ``train/export.py`` and by
+``python -m iscs_jax.convert``). `load` builds the network its architecture
+names (``unet``: the EDM U-Net of `iscs_jax.models.unet`; ``ncsnpp``: the
+score_sde NCSN++ of `iscs_jax.models.ncsnpp`) and wraps it into a denoiser
+according to its parameterisation (EDM preconditioning, or Tweedie's
+x0_hat = x + sigma^2 score for a VE score model).
 """
 
 from __future__ import annotations
 
-import json
 import os
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
-from flax import nnx, serialization
+from flax import nnx
 
-from iscs_jax.models import UNet, UNetConfig, make_denoise_fn
+from iscs_jax.models import UNet, UNetConfig, make_denoise_fn, ncsnpp
+from iscs_jax.priors import format
 from iscs_jax.sde import DenoiseFn
 
 ASSETS_DIR = os.path.join(os.path.dirname(__file__), "assets")
@@ -28,7 +31,8 @@ class Prior(NamedTuple):
       resolution: H = W the model was trained at.
       channels: image channels (1).
       sigma_min, sigma_max: the noise range it was trained on.
-      metadata: the full JSON metadata (config, steps, final loss, command).
+      metadata: the JSON document of `iscs_jax.priors.format` (architecture, config,
+        parameterisation, intensity convention, provenance).
     """
 
     denoise_fn: DenoiseFn
@@ -47,40 +51,73 @@ def available() -> list[str]:
                   if f.endswith(".json") and os.path.exists(os.path.join(ASSETS_DIR, f[:-5] + ".msgpack")))
 
 
-def _resolve(name_or_path: str) -> str:
+def resolve(name_or_path: str) -> str:
     """Path stem ``.../NAME`` of a shipped name, a ``.json``/``.msgpack`` path, or a stem."""
-    stem = name_or_path
+    stem = os.fspath(name_or_path)
     for ext in (".json", ".msgpack"):
         if stem.endswith(ext):
             stem = stem[: -len(ext)]
     if os.path.exists(stem + ".json") and os.path.exists(stem + ".msgpack"):
         return stem
-    shipped = os.path.join(ASSETS_DIR, name_or_path)
+    shipped = os.path.join(ASSETS_DIR, stem)
     if os.path.exists(shipped + ".json") and os.path.exists(shipped + ".msgpack"):
         return shipped
     raise ValueError(f"Unknown prior {name_or_path!r}: not a shipped name (shipped: "
                      f"{available()}) nor a path to NAME.json + NAME.msgpack.")
 
 
-def load(name_or_path: str) -> Prior:
-    """Loads a prior by shipped name (e.g. ``"phantom64"``) or by file path stem.
-
-    Raises:
-      ValueError: unknown name, or files that do not match the model config.
-    """
-    stem = _resolve(name_or_path)
-    with open(stem + ".json") as f:
-        meta = json.load(f)
-    cfg = UNetConfig.from_dict(meta["model"])
-    abstract = nnx.eval_shape(lambda: UNet(cfg, meta["resolution"], rngs=nnx.Rngs(0)))
+def _restore(abstract: nnx.Module, params: dict, stem: str):
+    """``(graphdef, state)`` of ``abstract`` with ``params`` filled in."""
     graphdef, state = nnx.split(abstract)
-    with open(stem + ".msgpack", "rb") as f:
-        params = serialization.msgpack_restore(f.read())
     try:
         nnx.replace_by_pure_dict(state, params)
     except (KeyError, ValueError) as err:
         raise ValueError(f"Parameters in {stem}.msgpack do not match the model config in "
                          f"{stem}.json: {err}") from err
-    denoise = make_denoise_fn(graphdef, state, meta["sigma_data"], meta["data_mean"])
-    return Prior(denoise, meta["resolution"], cfg.channels, meta["sigma_min"],
-                 meta["sigma_max"], meta)
+    return graphdef, state
+
+
+def _check_parameterisation(meta: format.PriorMeta, kind: str, stem: str) -> None:
+    if meta.parameterisation["kind"] != kind:
+        raise ValueError(f"{stem}.json: a {meta.architecture!r} prior must have parameterisation "
+                         f"{kind!r}, not {meta.parameterisation['kind']!r}.")
+
+
+def _unet_denoiser(meta: format.PriorMeta, params: dict, stem: str) -> DenoiseFn:
+    _check_parameterisation(meta, "edm", stem)
+    cfg = UNetConfig.from_dict(meta.config)
+    abstract = nnx.eval_shape(lambda: UNet(cfg, meta.resolution, rngs=nnx.Rngs(0)))
+    graphdef, state = _restore(abstract, params, stem)
+    p = meta.parameterisation
+    return make_denoise_fn(graphdef, state, p["sigma_data"], p["data_mean"])
+
+
+def _ncsnpp_denoiser(meta: format.PriorMeta, params: dict, stem: str) -> DenoiseFn:
+    _check_parameterisation(meta, "ve_score", stem)
+    cfg = ncsnpp.NCSNppConfig.from_dict(meta.config)
+    abstract = nnx.eval_shape(lambda: ncsnpp.NCSNpp(cfg, rngs=nnx.Rngs(0)))
+    return ncsnpp.make_denoise_fn(*_restore(abstract, params, stem))
+
+
+#: architecture -> (meta, params, stem) -> DenoiseFn.
+BUILDERS: dict[str, Callable[[format.PriorMeta, dict, str], DenoiseFn]] = {
+    "unet": _unet_denoiser, "ncsnpp": _ncsnpp_denoiser}
+
+
+def from_meta(meta: format.PriorMeta, params: dict, stem: str = "<memory>") -> Prior:
+    """A `Prior` from metadata and parameters (e.g. a conversion not written to disk)."""
+    denoise = BUILDERS[meta.architecture](meta, params, stem)
+    return Prior(denoise, meta.resolution, meta.channels, meta.sigma_min, meta.sigma_max,
+                 meta.to_json())
+
+
+def load(name_or_path: str) -> Prior:
+    """Loads a prior by shipped name (e.g. ``"phantom64"``) or by file path stem.
+
+    Raises:
+      ValueError: unknown name, unreadable files (`format.PriorFormatError`), or weights that do
+        not match the config.
+    """
+    stem = resolve(name_or_path)
+    meta, params = format.read(stem)
+    return from_meta(meta, params, stem)

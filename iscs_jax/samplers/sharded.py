@@ -30,6 +30,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
 from iscs_jax import parallel
+from iscs_jax.operators import protocol
 from iscs_jax.samplers import dds
 
 #: Sampler arguments that are Python values (part of the compiled program).
@@ -75,11 +76,13 @@ def local_operator(operator, axis_name: str, slice_mask: jax.Array):
 def _local_reconstruct(operator, denoise_fn, axis_name, num_slices, static, key, y, x_init,
                        sigmas, rho):
     """The per-device body: local slice ids and mask, then `dds.reconstruct`."""
-    num_local = y.shape[0]
+    num_local = -(-num_slices // jax.lax.axis_size(axis_name))
     slice_ids = parallel.local_slice_ids(num_local, axis_name)
     mask = (slice_ids < num_slices).astype(jnp.float32)
+    view = local_operator(operator, axis_name, mask)
+    y = protocol.local_measurement(operator, y, axis_name)  # a global operator's share
     return dds.reconstruct(
-        key, y, local_operator(operator, axis_name, mask), denoise_fn, sigmas=sigmas, rho=rho,
+        key, y, view, denoise_fn, sigmas=sigmas, rho=rho,
         x_init=x_init, axis_name=axis_name, slice_ids=slice_ids, num_slices=num_slices,
         slice_mask=mask, **dict(static))
 
@@ -125,13 +128,14 @@ def _build_cached(operator, denoise_fn, mesh, num_slices, with_x_init, static_it
                          "build it with parallel.make_mesh.")
     axis = mesh.axis_names[0]
     sliced, whole = PartitionSpec(axis), PartitionSpec()
+    y_spec = whole if protocol.coupling(operator) == "global" else sliced
     # check_vma=False: operators and denoisers are written for plain arrays (e.g. a scan whose
     # zero-initialised carry becomes device-varying); every psum in the sampler reduces
     # per-device partial sums, which is what it computes without the check.
     body = functools.partial(_local_reconstruct, operator, denoise_fn, axis, num_slices,
                              static_items)
     mapped = jax.shard_map(body, mesh=mesh,
-                           in_specs=(whole, sliced, sliced, whole, whole),
+                           in_specs=(whole, y_spec, sliced, whole, whole),
                            out_specs=sliced, check_vma=False)
     return jax.jit(mapped)
 
@@ -142,9 +146,10 @@ def reconstruct_sharded(key: jax.Array, y: jax.Array, operator, denoise_fn: Call
 
     Args:
       key: ``jax.random`` key (shared by all devices).
-      y: measurements ``[D, ...]`` (leading axis: slices), e.g. ``[D, angles, detectors]``;
-        host data, the same on every process of a multi-host run (see
-        `parallel.shard_slices`).
+      y: measurements ``[D, ...]`` (leading axis: slices), e.g. ``[D, angles, detectors]``,
+        or for a ``"global"`` operator (`operators.protocol`) its whole measurement, which
+        every device receives and cuts with ``local_measurement``; host data, the same on
+        every process of a multi-host run (see `parallel.shard_slices`).
       operator: slice-wise (``slicewise`` True) or with ``A_sharded`` / ``AT_sharded``.
       denoise_fn: ``DenoiseFn(x [c, H, W], sigma) -> [c, H, W]``.
       mesh: one-axis mesh over the devices to use (`parallel.make_mesh`).
@@ -164,9 +169,14 @@ def reconstruct_sharded(key: jax.Array, y: jax.Array, operator, denoise_fn: Call
         raise ValueError(f"reconstruct_sharded sets {sorted(reserved)} itself; drop them.")
     if "noise" not in sampler_kwargs:
         raise ValueError("noise is required: a noise kind ('iid', 'iscs', 'shared') or NoiseFn.")
-    num_slices = np.shape(y)[0]
+    num_slices = protocol.num_slices(operator, y)
     size = parallel.padded_size(num_slices, mesh.size)
-    y_pad = parallel.shard_slices(y, mesh, size)
+    if protocol.coupling(operator) == "global":  # y has no slice axis: every device gets it
+        host = np.asarray(y, np.float32)
+        y_pad = jax.make_array_from_callback(host.shape, parallel.replicated(mesh),
+                                             lambda index: host[index])
+    else:
+        y_pad = parallel.shard_slices(y, mesh, size)
     if x_init is not None:
         if np.shape(x_init)[0] != num_slices:
             raise ValueError(f"x_init has {np.shape(x_init)[0]} slices but y has {num_slices}.")

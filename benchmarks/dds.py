@@ -1,0 +1,249 @@
+"""Where a DDS step spends its time, and the projector against scikit-image and ASTRA.
+
+``python benchmarks/dds.py [--settings demo,chest,large] [--rounds 5] [--no-projector]
+[--no-rates]``
+
+For each setting, every part of a step is jitted on its own and timed side by side
+(rounds interleaved, best round kept, so a busy machine slows all parts alike):
+the denoiser over the volume (chunks of 8), the CG data consistency, one ``A``, one
+``AT``, one ISCS noise draw, the re-noising, and a whole sampler step (a one-step
+reconstruction: the step plus the sampler's setup, ``AT(y)`` and one noise draw, so an
+upper bound). Each is printed with its ratio to the denoiser alone.
+
+* ``demo``: 32 slices of 64x64, 20 views, ``phantom64``, 10 CG iterations.
+* ``chest``: 64 slices of 128x128, 20 views, ``chest128`` (the CLI default).
+* ``large``: 8 slices of 256x256, 180 views, the ``phantom64`` architecture at 256
+  with random weights (speed only).
+
+The projector section times ``A`` and ``AT`` on 8 slices of 256x256 with 180
+views against ``skimage.transform.radon`` and, when ``astra-toolbox`` is
+installed, ASTRA's CPU ``linear`` projector (the same Joseph matrix in the same
+geometric-centre convention) on 1 and 2 threads (slices split over a thread pool).
+
+The rates section divides the XLA cost-analysis FLOPs of the denoiser (a chunk of
+8 slices of 64x64) and of a ``train_phantom`` training step by their times, as a
+fraction of a jitted 2048x2048 float32 matmul's rate measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from iscs_jax import noise, priors, samplers  # noqa: E402
+from iscs_jax.models import UNet, make_denoise_fn  # noqa: E402
+from iscs_jax.models.unet import UNetConfig  # noqa: E402
+from iscs_jax.operators import ParallelBeam, sparse_view_angles  # noqa: E402
+from iscs_jax.samplers import cg, renoise  # noqa: E402
+
+SETTINGS = {  # name: (slices, size, views, prior)
+    "demo": (32, 64, 20, "phantom64"),
+    "chest": (64, 128, 20, "chest128"),
+    "large": (8, 256, 180, "phantom64"),
+}
+CG_ITERS, CHUNK = 10, 8
+
+
+def best_times(fns: dict, rounds: int) -> dict:
+    """name -> best seconds over ``rounds`` interleaved rounds (each fn called once warm)."""
+    for fn in fns.values():
+        jax.block_until_ready(fn())
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - start)
+    return {name: min(t) for name, t in times.items()}
+
+
+def denoiser_for(prior_name: str, size: int):
+    """The shipped prior's denoiser; at another size, its architecture with random weights."""
+    prior = priors.load(prior_name)
+    if prior.resolution == size:
+        return prior.denoise_fn
+    meta = prior.metadata
+    graphdef, state = nnx.split(UNet(UNetConfig.from_dict(meta["model"]), size,
+                                     rngs=nnx.Rngs(0)))
+    return make_denoise_fn(graphdef, state, meta["sigma_data"], meta["data_mean"])
+
+
+def denoise_volume(denoise_fn, x, sigma):
+    """The sampler's denoising pass: chunks of `CHUNK` slices, one after another."""
+    chunks = x.reshape(-1, CHUNK, *x.shape[1:])
+    return jax.lax.map(lambda c: denoise_fn(c, sigma), chunks).reshape(x.shape)
+
+
+def step_breakdown(name: str, rounds: int) -> None:
+    slices, size, views, prior_name = SETTINGS[name]
+    op = ParallelBeam((size, size), sparse_view_angles(views))
+    denoise_fn = denoiser_for(prior_name, size)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.random((slices, size, size)), jnp.float32)
+    y = jax.jit(op.A)(x)
+    aty = jax.jit(op.AT)(y)
+    key, sigma, ids = jax.random.key(0), jnp.float32(0.5), jnp.arange(slices)
+    noise_fn = noise.make_noise_fn("iscs")
+
+    def reconstruct(num_steps):
+        sigmas = jnp.geomspace(1.0, 0.05, num_steps).astype(jnp.float32)
+        return jax.jit(lambda k, yy, xi: samplers.reconstruct(
+            k, yy, op, denoise_fn, noise="iscs", sigmas=sigmas, x_init=xi, cg_iters=CG_ITERS,
+            rho=0.0, chunk_size=CHUNK))
+
+    parts = {
+        "denoiser": (jax.jit(lambda v: denoise_volume(denoise_fn, v, sigma)), x),
+        "CG": (jax.jit(lambda v: cg.conjugate_gradient(
+            lambda u: op.AT(op.A(u)), aty, v, CG_ITERS)), x),
+        "A": (jax.jit(op.A), x),
+        "AT": (jax.jit(op.AT), y),
+        "noise": (jax.jit(lambda k: noise_fn(k, ids, slices, (size, size))), key),
+        "re-noise": (jax.jit(lambda v: renoise.renoise(v, v, v, sigma, 0.5 * sigma, mode="dds",
+                                                      eta=0.85)), x),
+    }
+    fns = {k: (lambda f=f, a=a: f(a)) for k, (f, a) in parts.items()}
+    one_step = reconstruct(1)
+    fns["step"] = lambda: one_step(key, y, x)
+    t = best_times(fns, rounds)
+    print(f"\n[{name}] {slices} slices of {size}x{size}, {views} views, {prior_name}, "
+          f"{CG_ITERS} CG iterations, chunks of {CHUNK}")
+    for part, seconds in t.items():
+        print(f"  {part:<10} {seconds * 1e3:9.1f} ms   {seconds / t['denoiser']:6.3f} x denoiser")
+
+
+def astra_projector(size: int, views: int):
+    """``(forward, backward)`` running ASTRA's CPU linear projector on one slice, or None."""
+    try:
+        import astra
+    except ImportError:
+        return None
+    projector = astra.create_projector(
+        "linear", astra.create_proj_geom("parallel", 1.0, ParallelBeam(
+            (size, size), [0.0]).num_detectors, sparse_view_angles(views)),
+        astra.create_vol_geom(size, size))
+
+    def forward(image):
+        sino_id, sino = astra.create_sino(image, projector)
+        astra.data2d.delete(sino_id)
+        return sino
+
+    def backward(sino):
+        back_id, back = astra.create_backprojection(sino, projector)
+        astra.data2d.delete(back_id)
+        return back
+
+    return forward, backward
+
+
+def projector_comparison(rounds: int, slices: int = 8, size: int = 256, views: int = 180):
+    from skimage.transform import radon
+
+    op = ParallelBeam((size, size), sparse_view_angles(views))
+    x = np.random.default_rng(1).random((slices, size, size)).astype(np.float32)
+    y = np.asarray(jax.jit(op.A)(x))
+    a, at = jax.jit(op.A), jax.jit(op.AT)
+    degrees = np.rad2deg(sparse_view_angles(views))
+    fns = {"A": lambda: a(x), "AT": lambda: at(y),
+           "skimage radon": lambda: [radon(s, degrees, circle=False) for s in x]}
+    astra_fns = astra_projector(size, views)
+    if astra_fns is not None:
+        forward, backward = astra_fns
+        pools = {1: ThreadPoolExecutor(1), 2: ThreadPoolExecutor(2)}
+        for n, pool in pools.items():
+            fns[f"ASTRA FP {n} thr"] = lambda p=pool: list(p.map(forward, x))
+            fns[f"ASTRA BP {n} thr"] = lambda p=pool: list(p.map(backward, y))
+    t = best_times(fns, rounds)
+    print(f"\n[projector] {slices} slices of {size}x{size}, {views} views")
+    reference = {"A": "ASTRA FP 2 thr", "AT": "ASTRA BP 2 thr", "skimage radon": "ASTRA FP 2 thr"}
+    for name, seconds in t.items():
+        ratio = ""
+        if reference.get(name) in t:
+            ratio = f"   {seconds / t[reference[name]]:6.3f} x {reference[name]}"
+        if name == "A" and "ASTRA FP 2 thr" in t:
+            ratio += f"   (AT: {t['AT'] / t['ASTRA FP 2 thr']:.3f} x ASTRA FP 2 thr)"
+        print(f"  {name:<16} {seconds * 1e3:9.1f} ms{ratio}")
+    if "ASTRA FP 2 thr" not in t:
+        print("  (ASTRA not installed: pip install astra-toolbox)")
+
+
+def flops(jitted, *args) -> float:
+    analysis = jitted.lower(*args).compile().cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+    return float(analysis["flops"])
+
+
+def training_step():
+    """(step fn, state, batch) of ``configs/train_phantom.py`` on random data."""
+    from iscs_jax import parallel
+    from train import loop
+
+    spec = importlib.util.spec_from_file_location("train_config", ROOT / "configs/train_phantom.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(None)
+    mesh = parallel.make_mesh(1, "batch")
+    tx = loop.make_optimizer(config)
+    graphdef, state = loop.create_train_state(config, tx)
+    state = loop.place_state(state, mesh)
+    step = loop.compile_train_step(graphdef, tx, config, mesh)
+    b, r = config.train.batch_size, config.data.resolution
+    batch = jax.device_put(np.random.default_rng(0).random((b, r, r), np.float32),
+                           parallel.leading_axis_sharding(mesh))
+    return step, state, batch
+
+
+def rates(rounds: int) -> None:
+    denoise_fn = jax.jit(priors.load("phantom64").denoise_fn)
+    chunk = jnp.asarray(np.random.default_rng(2).random((CHUNK, 64, 64)), jnp.float32)
+    matrix = jnp.asarray(np.random.default_rng(3).random((2048, 2048)), jnp.float32)
+    matmul = jax.jit(lambda m: m @ m)
+    step, state, batch = training_step()
+    step_flops = flops(step, state, batch)
+    holder = [state]  # the step donates its state: carry it from call to call
+
+    def train_once():
+        holder[0], metrics = step(holder[0], batch)
+        return metrics
+
+    t = best_times({"matmul": lambda: matmul(matrix), "denoiser": lambda: denoise_fn(chunk, 0.5),
+                    "train step": train_once}, rounds)
+    peak = 2 * 2048**3 / t["matmul"]
+    print(f"\n[rates] jitted 2048^2 matmul: {peak / 1e9:.0f} GFLOP/s")
+    for name, work in (("denoiser", flops(denoise_fn, chunk, 0.5)), ("train step", step_flops)):
+        rate = work / t[name]
+        print(f"  {name:<11} {t[name] * 1e3:8.1f} ms  {work / 1e9:6.2f} GFLOP  "
+              f"{rate / 1e9:6.1f} GFLOP/s  {rate / peak:5.2f} of the matmul rate")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", default="demo,chest,large")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-projector", action="store_true")
+    parser.add_argument("--no-rates", action="store_true")
+    args = parser.parse_args()
+    print(f"devices: {jax.devices()}")
+    for name in [s for s in args.settings.split(",") if s]:
+        if name not in SETTINGS:
+            parser.error(f"unknown setting {name!r}; valid: {', '.join(SETTINGS)}")
+        step_breakdown(name, args.rounds)
+    if not args.no_projector:
+        projector_comparison(args.rounds)
+    if not args.no_rates:
+        rates(args.rounds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+"""Limited-angle cone-beam CT: 90 views at 1-degree steps over [0, 90) degrees, DDS with ISCS
+noise, warm start from FDK (limited-angle weights: each measured line counted once).
+
+``python -m sample --config cbct_lact.py``; ``cbct_lact.py:smoke`` runs in seconds;
+``:phantom`` uses the procedural phantom and ``phantom64``;
+``--config.operator.preset=paper`` for the published geometry.
+"""
+
+from configs import sample_base
+
+
+def get_config(arg=None):
+    """Args: arg: None, or comma-separated "smoke" / "phantom" (see `sample_base.ARGUMENTS`)."""
+    config = sample_base.get_sample_config("limited_angle", num_views=90, range_degrees=90.0,
+                                           kind="cone_beam")
+    return sample_base.apply_arguments(config, arg, "cbct_lact.py")

@@ -1,0 +1,1 @@
+"""Network configs (``get_config(arg=None)``) for converted priors, e.g. ``ncsnpp_256.py``."""
