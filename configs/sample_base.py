@@ -1,7 +1,8 @@
 """Shared reconstruction config (``python -m sample``); `ct.py` and `lact.py` build on it.
 
 Sections: ``data`` (input volume and preprocessing), ``prior`` (the 2D
-denoiser), ``sde`` (noise schedule), ``sampler`` (DDS settings), ``noise``
+denoiser), ``sde`` (noise schedule), ``sampler`` (which sampler, with one
+section per sampler: ``sampler.dds``, ``sampler.ddnm``, ...), ``noise``
 (noise control of a single run), ``operator`` (CT geometry and simulated
 measurement noise), ``parallel``, plus ``compare``, ``num_samples`` and
 ``seed``. Every field can be overridden on the command line, e.g.
@@ -71,20 +72,33 @@ def sde_config() -> ml_collections.ConfigDict:
 
 
 def sampler_config() -> ml_collections.ConfigDict:
-    """DDS: denoise, CG data consistency, re-noise."""
+    """The sampler (``name``), the settings every sampler shares, and one section per sampler.
+
+    ``sampler.<name>`` holds that sampler's own settings (the keyword arguments of
+    ``iscs_jax.samplers.SAMPLERS[name]``); only the selected sampler's section is used.
+    """
     sampler = ml_collections.ConfigDict()
-    sampler.name = "dds"
+    sampler.name = "dds"  # dds, ddnm, dps or admm_tv.
     sampler.steps = 30  # NFE of the published CT setting.
-    sampler.mode = "dds"  # re-noising rule: dds, ddpm, ddim, diffpir.
-    # Stochasticity of the re-noising in [0, 1]; < 0 uses the mode's own default
+    sampler.renoise = "dds"  # re-noising rule: dds, ddpm, ddim, diffpir.
+    # Stochasticity of the re-noising in [0, 1]; < 0 uses the rule's own default
     # (dds 0.85, ddim 1, ddpm 1, diffpir 0.5).
     sampler.eta = -1.0
-    sampler.cg_iters = 10
-    sampler.rho = 0.0  # Tikhonov weight of the CG step (the published CT setting uses 0).
     sampler.chunk_size = 8  # slices per denoiser call.
+    sampler.final_denoise = False  # one last Tweedie step at sigma_min.
     # "baseline" (the operator's classical reconstruction: FBP, FDK) or "none" (pure noise).
     sampler.warm_start = "baseline"
     sampler.fbp_filter = "ramp"  # filter of the baseline (FBP / FDK).
+    # DDS: CG on (A^T A + rho I) x = A^T y + rho x0_hat from x0_hat (the published CT setting
+    # uses rho = 0).
+    sampler.dds = ml_collections.ConfigDict(dict(cg_iters=10, rho=0.0))
+    # DDNM: x0_hat + A^+ (y - A x0_hat); A^+ exact where the operator has pinv, else CG.
+    sampler.ddnm = ml_collections.ConfigDict(dict(cg_iters=30))
+    # DPS: x_next = renoise(x0_hat) - step_size * grad_x ||y - A x0_hat(x)||.
+    sampler.dps = ml_collections.ConfigDict(dict(step_size=0.1))
+    # ADMM z-TV: 1/2 ||Ax - y||^2 + lam ||D_z x||_1 + rho/2 ||x - x0_hat||^2, ADMM penalty mu.
+    sampler.admm_tv = ml_collections.ConfigDict(dict(lam=0.5, rho=0.0, mu=5.0, admm_iters=2,
+                                                     cg_iters=5))
     return sampler
 
 
@@ -172,7 +186,7 @@ def get_sample_config(geometry: str, num_views: int, range_degrees: float = 180.
     config.sampler = sampler_config()
     config.noise = noise_config()
     config.operator = operator_config(geometry, num_views, range_degrees, kind)
-    config.parallel = base.get_base_config().parallel  # num_devices (0 = all), distributed
+    config.parallel = base.get_base_config().parallel  # num_devices (0 = all), multi-host
     config.compare = "iid,iscs"  # noise controls run with the same key; "" = noise.kind only.
     config.num_samples = 1  # K > 1: K keys per control -> mean and voxel-wise std written.
     config.seed = 0
@@ -184,7 +198,9 @@ def shrink_for_smoke(config):
     config.data.phantom_slices = 4
     config.data.num_slices = 4 if config.data.num_slices == 0 else min(config.data.num_slices, 4)
     config.sampler.steps = 3
-    config.sampler.cg_iters = 3
+    config.sampler.dds.cg_iters = 3
+    config.sampler.ddnm.cg_iters = 3
+    config.sampler.admm_tv.cg_iters = 2
     config.sampler.chunk_size = 2  # two denoiser calls per step (exercises the chunking)
     return config
 

@@ -46,6 +46,26 @@ def make_mesh(num_devices: int | None = None, axis_name: str = SLICE_AXIS) -> Me
                          devices=devices[:num_devices])
 
 
+def initialize_distributed(coordinator_address: str = "", num_processes: int = 0,
+                           process_id: int = -1) -> None:
+    """Calls ``jax.distributed.initialize`` (multi-host); unset values are left to JAX.
+
+    On a TPU pod or under SLURM JAX detects all three; elsewhere (e.g. several
+    processes on one machine, or GPU hosts) pass them. Call before any other JAX use.
+
+    Args:
+      coordinator_address: ``"host:port"`` of process 0; ``""``: detect.
+      num_processes: total process count; ``0``: detect.
+      process_id: this process's index in ``[0, num_processes)``; ``-1``: detect.
+    """
+    if num_processes < 0 or (num_processes and not -1 <= process_id < num_processes):
+        raise ValueError(f"parallel.process_id={process_id} must lie in [0, num_processes="
+                         f"{num_processes}) (or -1 to detect it).")
+    jax.distributed.initialize(coordinator_address=coordinator_address or None,
+                               num_processes=num_processes or None,
+                               process_id=None if process_id < 0 else process_id)
+
+
 def leading_axis_sharding(mesh: Mesh) -> NamedSharding:
     """Shards an array's leading axis over the mesh's (only) axis."""
     return NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))

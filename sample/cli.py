@@ -87,7 +87,18 @@ def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
     return keys
 
 
+#: Keys that moved, and where to.
+RENAMED_KEYS = {
+    "sampler.mode": "sampler.renoise (the re-noising rule; sampler.name picks the sampler)",
+    "sampler.cg_iters": "sampler.dds.cg_iters (each sampler has its own section, e.g. "
+                        "sampler.ddnm.cg_iters)",
+    "sampler.rho": "sampler.dds.rho (or sampler.admm_tv.rho)",
+}
+
+
 def _unknown_key(config, key: str) -> UserError:
+    if key in RENAMED_KEYS:
+        return UserError(f"Config key {key!r} was renamed: use {RENAMED_KEYS[key]}.")
     valid = flat_keys(config)
     close = difflib.get_close_matches(key, valid, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""

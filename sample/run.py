@@ -1,5 +1,5 @@
-"""One reconstruction run: inputs -> baseline (FBP, FDK, linear, zero-filled) and DDS per noise
-control -> table and files.
+"""One reconstruction run: inputs -> baseline (FBP, FDK, linear, zero-filled) and the sampler per
+noise control -> table and files.
 
 `run(config, config_name, workdir)` is what ``python -m sample`` calls; tests
 call it directly. The library is used through plain keyword arguments; this
@@ -47,14 +47,23 @@ def check_sampler_config(config) -> None:
     problems = []
     if s.name not in samplers.SAMPLERS:
         problems.append(f"sampler.name={s.name!r} is not one of {sorted(samplers.SAMPLERS)}")
-    if s.mode not in renoise.RENOISE_MODES:
-        problems.append(f"sampler.mode={s.mode!r} is not one of {sorted(renoise.RENOISE_MODES)}")
+    elif s.name not in s:
+        problems.append(f"the config has no section sampler.{s.name} for the {s.name!r} sampler's "
+                        "settings")
+    else:
+        try:
+            samplers.SETTINGS[s.name](**s[s.name].to_dict())
+        except (ValueError, TypeError) as err:
+            problems.append(f"sampler.{s.name}: {err}")
+    if s.renoise not in renoise.RENOISE_MODES:
+        problems.append(f"sampler.renoise={s.renoise!r} is not one of "
+                        f"{sorted(renoise.RENOISE_MODES)}")
     if s.eta > 1.0:
-        problems.append(f"sampler.eta={s.eta} is above 1 (use [0, 1], or < 0 for the mode's "
-                        "default)")
-    if s.steps < 1 or s.cg_iters < 0 or s.chunk_size < 1 or s.rho < 0:
-        problems.append(f"need sampler.steps >= 1, cg_iters >= 0, chunk_size >= 1 and rho >= 0 "
-                        f"(got {s.steps}, {s.cg_iters}, {s.chunk_size}, {s.rho})")
+        problems.append(f"sampler.eta={s.eta} is above 1 (use [0, 1], or < 0 for the re-noising "
+                        "rule's default)")
+    if s.steps < 1 or s.chunk_size < 1:
+        problems.append(f"need sampler.steps >= 1 and chunk_size >= 1 (got {s.steps}, "
+                        f"{s.chunk_size})")
     if s.warm_start not in WARM_STARTS:
         problems.append(f"sampler.warm_start={s.warm_start!r} is not one of {WARM_STARTS}")
     if s.fbp_filter not in operators.FILTERS:
@@ -67,8 +76,16 @@ def check_sampler_config(config) -> None:
 
 
 def resolved_eta(config) -> float | None:
-    """``sampler.eta``, or ``None`` (the re-noising mode's default) when it is negative."""
+    """``sampler.eta``, or ``None`` (the re-noising rule's default) when it is negative."""
     return None if config.sampler.eta < 0 else float(config.sampler.eta)
+
+
+def sampler_kwargs(config) -> dict:
+    """The selected sampler's keyword arguments besides the arrays: shared and own settings."""
+    s = config.sampler
+    own = {k: (tuple(v) if isinstance(v, list) else v) for k, v in s[s.name].to_dict().items()}
+    return dict(renoise=s.renoise, eta=resolved_eta(config), chunk_size=int(s.chunk_size),
+                final_denoise=bool(s.final_denoise), **own)
 
 
 def sigma_min(config, prior) -> float:
@@ -125,15 +142,14 @@ def switch_noise(kinds: tuple[str, ...], index: jax.Array):
     return noise_fn
 
 
-@functools.partial(jax.jit, static_argnames=(
-    "sampler", "operator", "denoise_fn", "kinds", "mode", "eta", "cg_iters", "chunk_size"))
-def _reconstruct(key, y, x_init, sigmas, rho, kind_index, *, sampler, operator, denoise_fn,
-                 kinds, mode, eta, cg_iters, chunk_size):
-    """One DDS reconstruction; module level so repeated runs reuse the compilation."""
+@functools.partial(jax.jit, static_argnames=("sampler", "operator", "denoise_fn", "kinds",
+                                             "settings"))
+def _reconstruct(key, y, x_init, sigmas, kind_index, *, sampler, operator, denoise_fn, kinds,
+                 settings):
+    """One reconstruction; module level so repeated runs reuse the compilation."""
     return samplers.get_sampler(sampler)(
         key, y, operator, report.with_progress(denoise_fn),
-        noise=switch_noise(kinds, kind_index), sigmas=sigmas, x_init=x_init, mode=mode, eta=eta,
-        cg_iters=cg_iters, rho=rho, chunk_size=chunk_size)
+        noise=switch_noise(kinds, kind_index), sigmas=sigmas, x_init=x_init, **dict(settings))
 
 
 def _sharded_runner(mesh, y, operator, denoise_fn, sigmas, x_init, config):
@@ -143,14 +159,12 @@ def _sharded_runner(mesh, y, operator, denoise_fn, sigmas, x_init, config):
     warm-up whose result is discarded; progress reports arrive from every device but the bar
     only advances when sigma changes.
     """
-    s = config.sampler
     denoise_fn = report.with_progress(denoise_fn)
 
     def run_one(kind, key):
         volume = samplers.reconstruct_sharded(
-            key, y, operator, denoise_fn, mesh=mesh, noise=kind, sigmas=sigmas, x_init=x_init,
-            rho=float(s.rho), mode=s.mode, eta=resolved_eta(config), cg_iters=int(s.cg_iters),
-            chunk_size=int(s.chunk_size))
+            key, y, operator, denoise_fn, mesh=mesh, sampler=config.sampler.name, noise=kind,
+            sigmas=sigmas, x_init=x_init, **sampler_kwargs(config))
         return parallel.gather_to_host(volume)
 
     return run_one
@@ -158,13 +172,11 @@ def _sharded_runner(mesh, y, operator, denoise_fn, sigmas, x_init, config):
 
 def _single_device_runner(key, y, operator, denoise_fn, sigmas, x_init, config, log):
     """``(kind, key) -> volume`` on one device; compiles once for every noise kind."""
-    s = config.sampler
     every_kind = tuple(sorted(noise.NOISE_KINDS))  # one compilation serves every selection
-    static = dict(sampler=s.name, operator=operator, denoise_fn=denoise_fn, kinds=every_kind,
-                  mode=s.mode, eta=resolved_eta(config), cg_iters=int(s.cg_iters),
-                  chunk_size=int(s.chunk_size))
-    args = (y, x_init, jax.numpy.asarray(sigmas), jax.numpy.float32(s.rho))
-    log(f"compiling the sampler ({len(sigmas)} steps)...")
+    static = dict(sampler=config.sampler.name, operator=operator, denoise_fn=denoise_fn,
+                  kinds=every_kind, settings=tuple(sorted(sampler_kwargs(config).items())))
+    args = (y, x_init, jax.numpy.asarray(sigmas))
+    log(f"compiling the {config.sampler.name} sampler ({len(sigmas)} steps)...")
     compile_seconds = _compile_seconds(_reconstruct, key, *args, jax.numpy.int32(0), **static)
     log(f"compiled in {compile_seconds:.1f} s")
     return lambda kind, k: _reconstruct(k, *args, jax.numpy.int32(every_kind.index(kind)),
@@ -173,7 +185,7 @@ def _single_device_runner(key, y, operator, denoise_fn, sigmas, x_init, config, 
 
 def run_noise_kinds(kinds, key, y, operator, denoise_fn, sigmas, x_init, config, log,
                     mesh=None):
-    """``num_samples`` DDS reconstructions for each noise control in ``kinds``.
+    """``num_samples`` reconstructions (sampler ``sampler.name``) for each noise control.
 
     Sample k uses ``fold_in(key, k)`` whatever the control, so controls are
     compared on the same keys. With a ``mesh`` of more than one device the
@@ -210,15 +222,18 @@ def run_noise_kinds(kinds, key, y, operator, denoise_fn, sigmas, x_init, config,
 
 
 def device_mesh(config):
-    """Calls ``jax.distributed.initialize()`` if asked, then the slice mesh of the config."""
+    """Initialises a multi-host run if asked (`parallel.initialize_distributed`), then the
+    slice mesh of the config (over every process's devices)."""
+    p = config.parallel
     try:
-        if config.parallel.distributed:
-            jax.distributed.initialize()
-        return parallel.make_mesh(int(config.parallel.num_devices))
+        if p.distributed or p.coordinator_address:
+            parallel.initialize_distributed(str(p.coordinator_address), int(p.num_processes),
+                                            int(p.process_id))
+        return parallel.make_mesh(int(p.num_devices))
     except (ValueError, RuntimeError) as err:
-        raise UserError(f"{err} Check --config.parallel.num_devices and, for multi-host runs "
-                        "with parallel.distributed=True, the coordinator settings "
-                        "(jax.distributed.initialize).") from err
+        raise UserError(f"{err} Check --config.parallel.num_devices and, for multi-host runs, "
+                        "parallel.coordinator_address, num_processes and process_id (or "
+                        "parallel.distributed=True to let JAX detect them).") from err
 
 
 def method_metrics(volumes, reference, seconds, plane: str = "axial") -> dict:
@@ -316,7 +331,8 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
     num_slices = operators.protocol.num_slices(inputs.operator, y)
     log(f"input: {inputs.source} -> {num_slices} {inputs.plane} planes of "
         f"{resolution}x{resolution}; {describe_operator(inputs.operator, config)}; prior "
-        f"{prior_lib.prior_source(config.prior)}; {config.sampler.steps} steps")
+        f"{prior_lib.prior_source(config.prior)}; {config.sampler.name}, "
+        f"{config.sampler.steps} steps")
     note = prior_lib.intensity_note(prior, config.data)
     if note:
         log(note)

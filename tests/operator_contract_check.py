@@ -30,6 +30,7 @@ import operator_examples  # noqa: E402
 from iscs_jax import parallel  # noqa: E402
 from iscs_jax.operators import protocol  # noqa: E402
 from iscs_jax.samplers import dds, sharded  # noqa: E402
+from iscs_jax.samplers.layout import SliceLayout, local_operator  # noqa: E402
 
 SIGMAS = jnp.array([2.0, 0.5, 0.1])
 SAMPLER = dict(noise="iscs", cg_iters=2, chunk_size=2, rho=1.0)
@@ -54,9 +55,7 @@ def check(op, volume_shape, num_devices):
     y_in = y if is_global else parallel.pad_slices(y, size)
 
     def body(x_local, y_local):
-        ids = parallel.local_slice_ids(x_local.shape[0], "slices")
-        mask = (ids < depth).astype(jnp.float32)
-        view = sharded.local_operator(op, "slices", mask)
+        view = local_operator(op, SliceLayout.shard(x_local.shape[0], depth, "slices"))
         share = protocol.local_measurement(op, y_local, "slices")
         return view.AT(view.A(x_local)), view.AT(share)
 

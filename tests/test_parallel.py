@@ -135,14 +135,17 @@ def test_make_mesh_rejects_more_devices_than_visible():
 def test_reconstruct_sharded_rejects_bad_arguments():
     mesh, y = parallel.make_mesh(1), jnp.zeros((3, 4, 4))
     identity = lambda x, sigma: x
-    with pytest.raises(ValueError, match="slice_ids"):
+    with pytest.raises(ValueError, match="layout"):
         reconstruct_sharded(jax.random.key(0), y, ZBlur(), identity, mesh=mesh, noise="iid",
-                            sigmas=[1.0], slice_ids=jnp.arange(3))
+                            sigmas=[1.0], layout=None)
+    with pytest.raises(ValueError, match="valid samplers"):
+        reconstruct_sharded(jax.random.key(0), y, ZBlur(), identity, mesh=mesh, noise="iid",
+                            sigmas=[1.0], sampler="ddim")
     with pytest.raises(ValueError, match="noise is required"):
         reconstruct_sharded(jax.random.key(0), y, ZBlur(), identity, mesh=mesh, sigmas=[1.0])
 
     class Coupling:  # couples slices and has no sharded form
-        slicewise = False
+        coupling = "halo"
         A = AT = staticmethod(lambda v: v)
 
     with pytest.raises(ValueError, match="A_sharded"):

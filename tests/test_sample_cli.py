@@ -224,6 +224,11 @@ def _bad_inputs(tmp):
         "noise kind": (["--config.compare=iid,bogus"], ["bogus", "iscs"]),
         "sampler settings": (["--config.sampler.eta=1.5", "--config.sampler.fbp_filter=box"],
                              ["sampler.eta=1.5", "'box'", "ramp"]),
+        "sampler name": (["--config.sampler.name=ddim"], ["sampler.name='ddim'", "admm_tv"]),
+        "renamed key": (["--config.sampler.mode=ddim"], ["'sampler.mode' was renamed",
+                                                         "sampler.renoise"]),
+        "own settings": (["--config.sampler.name=admm_tv", "--config.sampler.admm_tv.mu=0"],
+                         ["sampler.admm_tv", "mu > 0"]),
         "prior kind": (["--config.prior.kind=bogus"], ["prior.kind='bogus'", "'score_sde'"]),
         "prior kind mismatch": (["--config.prior.path=phantom64", "--config.prior.kind=score_sde"],
                                 ["'ve_score' prior", "'edm'", "prior.kind=auto"]),
@@ -235,7 +240,8 @@ def _bad_inputs(tmp):
 BAD_INPUTS = ("missing", "2d", "4d", "nan", "inf", "empty", "constant", "windowed constant",
               "unknown key", "bad type", "resolution", "zero views", "negative views",
               "angle range 0", "angle range 200", "unknown config", "noise kind",
-              "sampler settings", "prior kind", "prior kind mismatch", "pth without kind")
+              "sampler settings", "sampler name", "renamed key", "own settings", "prior kind",
+              "prior kind mismatch", "pth without kind")
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
@@ -284,7 +290,8 @@ def test_config_resolution_and_overrides(tmp_path):
     with pytest.raises(UserError, match="phantom"):
         cli.load_config("ct.py:fast")
     assert defaults.sde.sigma_max == 5 and defaults.sampler.steps == 30
-    assert defaults.sampler.cg_iters == 10 and defaults.data.phantom_seed >= 1000
+    assert defaults.sampler.dds.cg_iters == 10 and defaults.data.phantom_seed >= 1000
+    assert defaults.sampler.name == "dds" and defaults.sampler.renoise == "dds"
     with pytest.raises(UserError, match="Unknown flag"):
         cli.parse_args(["--config", "ct.py", "--steps=3"])
 
@@ -418,6 +425,57 @@ def test_cli_on_two_devices_matches_one_device(tmp_path, capsys):
               "parallel.num_devices=3")
 
 
+def _env(**extra):
+    return {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu", **extra}
+
+
+def test_every_sampler_by_name_on_one_and_four_devices(tmp_path):
+    """``--config.sampler.name=NAME`` for every sampler: 4 fake devices give the 1-device result."""
+    env = _env()
+    env.pop("XLA_FLAGS", None)
+    done = subprocess.run([sys.executable, str(REPO / "tests" / "cli_devices_check.py"),
+                           str(tmp_path)], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    from iscs_jax import samplers
+    for name in samplers.SAMPLERS:
+        assert report[name] <= 1e-5, (name, report[name])
+        assert report[name + "_range"] > 0.1  # a real reconstruction, not zeros
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_two_devices_each_match_one_device(tmp_path, capsys):
+    """A real multi-host run on localhost: 2 processes x 2 CPU devices (jax.distributed, CPU
+    collectives), ADMM z-TV (psum'd CG and z halo exchanges across processes); process 0
+    alone writes the one result folder, and it matches the single-device run."""
+    five = ("--config.data.phantom_slices=5", "--config.data.num_slices=5",
+            "--config.sampler.name=admm_tv", "--config.compare=iscs")
+    single, _ = run_ok(capsys, smoke(tmp_path / "one", *five))
+    address = f"127.0.0.1:{_free_port()}"
+    env = _env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "sample", *smoke(tmp_path / "multi", *five),
+         f"--config.parallel.coordinator_address={address}",
+         "--config.parallel.num_processes=2", f"--config.parallel.process_id={i}"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)]
+    outputs = [proc.communicate(timeout=600) for proc in procs]
+    for proc, (out, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err[-4000:]
+    assert "sharding 5 slices over 4 devices" in outputs[0][0]
+    folders = list((tmp_path / "multi" / "ct").iterdir())
+    assert len(folders) == 1 and Path(outputs[0][0].strip().splitlines()[-1]) == folders[0]
+    assert str(folders[0]) not in outputs[1][0]  # process 1 printed no folder: it wrote none
+    np.testing.assert_allclose(load(folders[0], "recon_iscs.nii.gz")[0],
+                               load(single, "recon_iscs.nii.gz")[0], atol=1e-5)
+
+
 def test_cone_beam_smoke_uses_fdk_baseline(tmp_path, capsys):
     """cbct.py:smoke end to end: y = ConeBeam.A(gt) in the scaled preset, FDK baseline row."""
     folder, out = run_ok(capsys, smoke(tmp_path, config="cbct.py:smoke"))
@@ -444,7 +502,7 @@ def test_cone_beam_smoke_uses_fdk_baseline(tmp_path, capsys):
 def test_cone_beam_configs_and_presets():
     cbct, lact = cli.load_config("cbct.py")[0], cli.load_config("cbct_lact.py:smoke")[0]
     assert cbct.operator.kind == lact.operator.kind == "cone_beam"
-    assert (cbct.operator.num_views, cbct.sampler.steps, cbct.sampler.cg_iters) == (20, 30, 10)
+    assert (cbct.operator.num_views, cbct.sampler.steps, cbct.sampler.dds.cg_iters) == (20, 30, 10)
     assert cbct.sde.sigma_max == 5 and cbct.sampler.warm_start == "baseline"
     assert cbct.compare == "iid,iscs"
     limited = inputs.make_operator(lact.operator, (4, 32, 32))

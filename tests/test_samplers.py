@@ -1,4 +1,5 @@
-"""Tests of the CG solver, the re-noising rules and the DDS sampler.
+"""Tests of the CG solver, the re-noising rules and the DDS sampler (the contract every sampler
+meets is in test_sampler_contract.py).
 
 Operators are small dense matrices applied per slice (defined here, so these
 tests do not depend on the CT operator). The prior is Gaussian, x ~ N(mu, s^2 I)
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from iscs_jax import samplers
-from iscs_jax.samplers import cg, dds, renoise
+from iscs_jax.samplers import SliceLayout, cg, dds, renoise
 
 H = W = 4
 PRIOR_STD = 1.0
@@ -62,15 +63,14 @@ def problem(seed=0, depth=DEPTH, rows=8):
     return op, op.A(x_true), x_true
 
 
-@functools.partial(jax.jit, static_argnames=("noise", "mode", "chunk_size", "num_slices"))
-def sample(key, y, op, sigmas=SIGMAS, x_init=None, *, noise="iid", mode="dds", chunk_size=DEPTH,
-           slice_ids=None, num_slices=None, slice_mask=None):
+@functools.partial(jax.jit, static_argnames=("noise", "renoise", "chunk_size"))
+def sample(key, y, op, sigmas=SIGMAS, x_init=None, *, noise="iid", renoise="dds",
+           chunk_size=DEPTH, layout=None):
     """DDS with the Gaussian-prior denoiser; one jit cache shared by the tests (compiles are
     the cost here: operator and sigmas are traced arguments)."""
     return dds.reconstruct(key, y, op, gaussian_denoiser(prior_mean()), noise=noise,
-                           sigmas=sigmas, x_init=x_init, mode=mode, rho=1e-2,
-                           chunk_size=chunk_size, slice_ids=slice_ids, num_slices=num_slices,
-                           slice_mask=slice_mask)
+                           sigmas=sigmas, x_init=x_init, renoise=renoise, rho=1e-2,
+                           chunk_size=chunk_size, layout=layout)
 
 
 KEY = jax.random.key(0)
@@ -186,10 +186,10 @@ def test_posterior_mean_of_gaussian_prior():
 
 def test_scan_equals_loop():
     op, y, _ = problem()
-    kwargs = dict(noise="iid", sigmas=SIGMAS[:3], rho=1e-2, chunk_size=4, mode="diffpir")
+    kwargs = dict(noise="iid", sigmas=SIGMAS[:3], rho=1e-2, chunk_size=4, renoise="diffpir")
     args = (jax.random.key(7), y, op, gaussian_denoiser(prior_mean()))
     scan = jax.jit(lambda k: dds.reconstruct(k, *args[1:], **kwargs))(args[0])
-    loop = jax.jit(lambda k: dds.reconstruct_loop(k, *args[1:], **kwargs))(args[0])
+    loop = jax.jit(lambda k: dds.reconstruct(k, *args[1:], python_loop=True, **kwargs))(args[0])
     np.testing.assert_allclose(scan, loop, rtol=1e-4, atol=1e-4)
 
 
@@ -233,8 +233,8 @@ def test_padded_masked_slices_do_not_change_real_slices(noise):
     op, y, _ = problem()
     reference = sample(KEY, y, op, noise=noise)
     mask = (jnp.arange(padded) < DEPTH).astype(jnp.float32)
-    x = sample(KEY, jnp.pad(y, [(0, 2), (0, 0)]), op, noise=noise, chunk_size=3,
-               slice_ids=jnp.arange(padded), num_slices=DEPTH, slice_mask=mask)
+    layout = SliceLayout(jnp.arange(padded), mask, DEPTH)
+    x = sample(KEY, jnp.pad(y, [(0, 2), (0, 0)]), op, noise=noise, chunk_size=3, layout=layout)
     np.testing.assert_allclose(x[:DEPTH], reference, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(x[DEPTH:], 0.0)
 
@@ -245,7 +245,7 @@ def test_sharded_over_a_named_axis_equals_unsharded():
     reference = sample(KEY, y, op, noise="iscs")
     shard = lambda ys, ids: dds.reconstruct(
         KEY, ys, op, gaussian_denoiser(prior_mean()), noise="iscs", sigmas=SIGMAS, rho=1e-2,
-        chunk_size=3, axis_name="shards", slice_ids=ids, num_slices=DEPTH)
+        chunk_size=3, layout=SliceLayout(ids, jnp.ones(3), DEPTH, "shards"))
     x = jax.jit(jax.vmap(shard, axis_name="shards"))(y.reshape(2, 3, -1),
                                                       jnp.arange(DEPTH).reshape(2, 3))
     np.testing.assert_allclose(x.reshape(DEPTH, H, W), reference, rtol=1e-4, atol=1e-4)
@@ -256,14 +256,25 @@ def test_argument_errors():
     den = gaussian_denoiser(prior_mean())
     call = lambda **kw: dds.reconstruct(KEY, y, op, den, **{"noise": "iid", "sigmas": SIGMAS, **kw})
     with pytest.raises(ValueError, match="valid modes"):
-        call(mode="ddnm")
+        call(renoise="ddnm")
     with pytest.raises(ValueError, match="valid kinds"):
         call(noise="pink")
-    with pytest.raises(ValueError, match="num_slices"):
-        call(slice_ids=jnp.arange(DEPTH))
-    with pytest.raises(ValueError, match="slicewise"):
+    with pytest.raises(ValueError, match="A_sharded"):
         dds.reconstruct(KEY, y, DenseSlices(op.matrix, slicewise=False), den, noise="iid",
-                        sigmas=SIGMAS, axis_name="shards")
+                        sigmas=SIGMAS, layout=SliceLayout(jnp.arange(DEPTH), jnp.ones(DEPTH),
+                                                          DEPTH, "shards"))
+    with pytest.raises(ValueError, match="rho"):
+        call(rho=jnp.ones(2))
+    with pytest.raises(ValueError, match="cg_iters"):
+        call(cg_iters=-1)
     with pytest.raises(ValueError, match="valid samplers"):
-        samplers.get_sampler("ddnm")
+        samplers.get_sampler("ddpm")
     assert samplers.get_sampler("dds") is dds.reconstruct
+
+
+def test_final_denoise_is_one_tweedie_step_at_sigma_min():
+    op, y, _ = problem()
+    den = gaussian_denoiser(prior_mean())
+    run = lambda final: dds.reconstruct(KEY, y, op, den, noise="iid", sigmas=SIGMAS, rho=1e-2,
+                                        final_denoise=final)
+    np.testing.assert_allclose(run(True), den(run(False), SIGMAS[-1]), rtol=1e-6, atol=1e-6)

@@ -1,8 +1,8 @@
 """Multi-device checks for `tests/test_zsr.py`, run in a subprocess with 4 fake CPU devices.
 
 Prints one JSON dict of max abs differences between the sharded and unsharded ZSR
-(normal operator and A^T y, on 1, 2 and 4 devices) and between a sharded DDS run
-and the one-device run. Usage: python tests/zsr_parallel_check.py
+(normal operator and A^T y, on 1, 2 and 4 devices) and between the sharded samplers
+(`samplers.reconstruct_sharded`, every sampler) and the one-device runs. Usage: python tests/zsr_parallel_check.py
 """
 
 import os
@@ -22,6 +22,7 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from iscs_jax import parallel  # noqa: E402
 from iscs_jax.operators.zsr import ZSuperResolution  # noqa: E402
+from iscs_jax import samplers  # noqa: E402
 from iscs_jax.samplers import dds, sharded  # noqa: E402
 
 SIZE = 8
@@ -38,12 +39,15 @@ def max_diff(a, b):
 
 
 def local_problem(op, depth, x_local, y_full):
-    """Inside shard_map: (local rows of A^T A x, local rows of A^T y)."""
+    """Inside shard_map: local rows of A^T A x and of A^T y, and the psum-reduced
+    <A x - y, A x - y> of the local measurements (must equal ||A x - y||^2)."""
     ids = parallel.local_slice_ids(x_local.shape[0], "slices")
     mask = (ids < depth).astype(jnp.float32)
+    local_y = op.local_measurement(y_full, "slices")
     normal = op.AT_sharded(op.A_sharded(x_local, "slices", mask), "slices", mask)
-    aty = op.AT_sharded(op.local_measurement(y_full, "slices"), "slices", mask)
-    return normal, aty
+    aty = op.AT_sharded(local_y, "slices", mask)
+    residual = op.A_sharded(x_local, "slices", mask) - local_y
+    return normal, aty, jax.lax.psum(jnp.sum(residual**2), "slices")
 
 
 def operator_checks():
@@ -56,44 +60,38 @@ def operator_checks():
             for n in (1, 2, 4):
                 mesh = parallel.make_mesh(n)
                 fn = jax.jit(jax.shard_map(functools.partial(local_problem, op, depth), mesh=mesh,
-                                           in_specs=(P("slices"), P()), out_specs=P("slices")))
-                normal, aty = fn(parallel.pad_slices(x, parallel.padded_size(depth, n)), y)
+                                           in_specs=(P("slices"), P()),
+                                           out_specs=(P("slices"), P("slices"), P())))
+                y_other = y + 0.1  # a measurement that A x does not match
+                normal, aty, norm2 = fn(parallel.pad_slices(x, parallel.padded_size(depth, n)),
+                                        y_other)
                 tag = f"D{depth}_f{factor}_n{n}"
                 out[tag + "_normal"] = max_diff(normal[:depth], op.AT(op.A(x)))
-                out[tag + "_aty"] = max_diff(aty[:depth], op.AT(y))
+                out[tag + "_aty"] = max_diff(aty[:depth], op.AT(y_other))
+                exact = float(jnp.sum((op.A(x) - y_other) ** 2))
+                out[tag + "_norm"] = abs(float(norm2) - exact) / exact
     return out
 
 
-def sharded_dds(op, depth, n, y, key):
-    """DDS with ZSR along the slice axis over n devices (y replicated, x sharded)."""
-    mesh = parallel.make_mesh(n)
-    size = parallel.padded_size(depth, n)
-
-    def body(key, y_full, x_template):
-        ids = parallel.local_slice_ids(x_template.shape[0], "slices")
-        mask = (ids < depth).astype(jnp.float32)
-        local = sharded.local_operator(op, "slices", mask)
-        return dds.reconstruct(key, op.local_measurement(y_full, "slices"), local,
-                               gaussian_denoiser, noise="iscs", sigmas=SIGMAS, cg_iters=3,
-                               rho=0.0, chunk_size=2, axis_name="slices", slice_ids=ids,
-                               num_slices=depth, slice_mask=mask)
-
-    fn = jax.jit(jax.shard_map(body, mesh=mesh, in_specs=(P(), P(), P("slices")),
-                               out_specs=P("slices"), check_vma=False))
-    return fn(key, y, jnp.zeros((size, SIZE, SIZE)))[:depth]
-
-
 def sampler_checks():
+    """reconstruct_sharded (every sampler) with ZSR along the slice axis on 1, 2, 4 devices
+    against the single-device sampler."""
     depth, factor = 9, 2
     x = jax.random.uniform(jax.random.key(0), (depth, SIZE, SIZE))
     op = ZSuperResolution(factor, (SIZE, SIZE), depth=depth)
     y = op.A(x)
     key = jax.random.key(1)
-    ref = jax.jit(lambda k, y: dds.reconstruct(
-        k, y, op, gaussian_denoiser, noise="iscs", sigmas=SIGMAS, cg_iters=3, rho=0.0,
-        chunk_size=2))(key, y)
-    out = {f"n{n}": max_diff(sharded_dds(op, depth, n, y, key), ref) for n in (1, 2, 4)}
-    return out, max_diff(ref, x)
+    out, vs_truth = {}, 0.0
+    for name in sorted(samplers.SAMPLERS):
+        kwargs = dict(noise="iscs", sigmas=SIGMAS, chunk_size=2)
+        ref = jax.jit(lambda k, y, name=name: samplers.get_sampler(name)(
+            k, y, op, gaussian_denoiser, **kwargs))(key, y)
+        vs_truth = max(vs_truth, max_diff(ref, x))
+        for n in (1, 2, 4):
+            got = sharded.reconstruct_sharded(key, y, op, gaussian_denoiser, sampler=name,
+                                              mesh=parallel.make_mesh(n), **kwargs)
+            out[f"{name}_n{n}"] = max_diff(got, ref)
+    return out, vs_truth
 
 
 def inplane_checks():
@@ -101,7 +99,7 @@ def inplane_checks():
     x = jax.random.uniform(jax.random.key(2), (6, SIZE, SIZE))
     op = ZSuperResolution(4, (SIZE, SIZE), z_axis=1)
     y = op.A(x)
-    kwargs = dict(noise="iscs", sigmas=SIGMAS, cg_iters=3, rho=0.0, chunk_size=2)
+    kwargs = dict(noise="iscs", sigmas=SIGMAS, cg_iters=3, rho=0.0, chunk_size=2)  # DDS
     ref = dds.reconstruct(jax.random.key(1), y, op, gaussian_denoiser, **kwargs)
     got = sharded.reconstruct_sharded(jax.random.key(1), y, op, gaussian_denoiser,
                                       mesh=parallel.make_mesh(4), **kwargs)

@@ -5,11 +5,11 @@ Re-running the same command resumes from the newest checkpoint in ``DIR``.
 
 import sys
 
-import jax
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from iscs_jax import parallel
 from iscs_jax.checkpoint import CheckpointError
 from train import loop
 
@@ -24,8 +24,9 @@ def main(argv):
     absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
     config = _CONFIG.value
     try:
-        if config.parallel.distributed:
-            jax.distributed.initialize()
+        p = config.parallel
+        if p.distributed or p.coordinator_address:
+            parallel.initialize_distributed(p.coordinator_address, p.num_processes, p.process_id)
         loop.train(config, _WORKDIR.value)
     except (CheckpointError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)

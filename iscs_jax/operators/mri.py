@@ -4,13 +4,20 @@
 columns (phase-encoding lines along W; each is a full readout along H) chosen by a
 variable-density 1D mask (`cartesian_mask`). With ``F`` the orthonormal 2D DFT
 (``norm="ortho"``, so ``F^H F = I``) and ``P`` the selection of the sampled columns,
-``A = P F``: rows of a unitary matrix, so ``A A^H = I`` and the pseudo-inverse is
-``A^+ = A^H = F^H P^T`` (zero-filled inverse FFT, `pinv`). Measurements are complex,
+``A = P F``: rows of a unitary matrix, so ``A A^H = I`` and the complex pseudo-inverse is
+``A^H = F^H P^T``, the zero-filled inverse FFT (`AH`). Measurements are complex,
 ``[..., H, num_lines]``, the sampled columns only.
 
-Images are real here (magnitude anatomy). For a real ``x`` the adjoint with respect to
-the real inner product ``Re <A x, y>`` is ``AT(y) = Re(A^H y)``, so ``AT(A(x))`` is the
-real normal operator a CG over real volumes needs; `AH` is the complex adjoint.
+Images are real here (magnitude anatomy), and every sampler works on real volumes. For a
+real ``x`` the adjoint with respect to the real inner product ``Re <A x, y>`` is
+``AT(y) = Re(A^H y)``, and the normal operator is ``M = AT A = F^H D F`` with D diagonal
+in k-space: ``D = (m + m_mirror) / 2`` for the column mask m and its mirror
+``k -> -k`` (the real part couples each frequency with its Hermitian partner), so
+eigenvalues are 0, 1/2 and 1. `pinv` is the Moore-Penrose pseudo-inverse of this
+real-linear A: ``M^+ AT(y) = F^H D^+ F AT(y)`` (a real image). It equals ``Re(A^H y)``
+on columns whose mirror is also sampled and doubles the lone ones; ``A(pinv(y)) = y``
+for every y measured from a real image. The `zero_filled` baseline is the classical
+magnitude ``|A^H y|``.
 """
 
 from __future__ import annotations
@@ -131,9 +138,17 @@ class CartesianMRI:
         """Adjoint for real images, ``Re(A^H y)``: ``[..., H, W]`` float32."""
         return jnp.real(self.AH(y)).astype(jnp.float32)
 
+    def normal_diagonal(self) -> np.ndarray:
+        """``D [W]``: ``AT(A(x)) = F^H (D F x)`` on real images, D per k-space column."""
+        cols = self.mask.astype(np.float32)
+        return (cols + cols[(-np.arange(cols.size)) % cols.size]) / 2.0
+
     def pinv(self, y: jax.Array) -> jax.Array:
-        """Exact pseudo-inverse ``A^H`` (``A A^H = I``), complex ``[..., H, W]``."""
-        return self.AH(y)
+        """Exact pseudo-inverse for real images, ``F^H D^+ F AT(y)``: float32 ``[..., H, W]``."""
+        d = self.normal_diagonal()
+        d_pinv = jnp.asarray(np.where(d > 0, 1.0 / np.where(d > 0, d, 1.0), 0.0), jnp.float32)
+        spectrum = jnp.fft.fft2(self.AT(y), norm="ortho") * d_pinv
+        return jnp.real(jnp.fft.ifft2(spectrum, norm="ortho")).astype(jnp.float32)
 
     def zero_filled(self, y: jax.Array) -> jax.Array:
         """The zero-filled reconstruction: magnitude of `pinv`, float32 ``[..., H, W]``."""

@@ -22,14 +22,16 @@ Sharding (``z_axis = 0``). A device's block of slices need not align with the th
 slices (the sharded sampler pads D to a multiple of the device count only), so a
 thick slice may straddle two devices. `A_sharded` therefore exchanges a halo of
 ``factor - 1`` slices with each neighbour (`parallel.halo_exchange`, two ppermutes of
-``(factor - 1) H W`` floats) and returns, for each *local thin slice* j, the mean of its
-thick slice: the measurement seen from one device is ``y`` repeated onto the local
-thin slices (`local_measurement` cuts that from the full ``y``), and `AT_sharded`
-divides it by the block count. ``AT_sharded(A_sharded(x))`` is then exactly the local
-rows of ``A^T A x`` and ``AT_sharded(local_measurement(y))`` those of ``A^T y``, for
-any slice count and device count, which is all the sampler uses. Requiring instead
-the device block to be a multiple of ``factor`` would avoid the exchange but tie the
-padding of the sampler (and the usable device counts) to the operator.
+``(factor - 1) H W`` floats) and returns, for each *local thin slice* j of thick slice
+b, ``y_b / sqrt(count_b)``: the measurement seen from the devices is ``V y``, each thick
+slice spread over its thin slices and scaled so that ``V^T V = I`` (`local_measurement`
+cuts this device's rows of ``V y`` from the full ``y``). Inner products and norms of
+local measurements, psum-reduced, are therefore those of ``y`` itself (DPS normalises
+by ``||A x - y||``), ``AT_sharded(A_sharded(x))`` is exactly the local rows of
+``A^T A x`` and ``AT_sharded(local_measurement(y))`` those of ``A^T y``, for any slice
+count and device count. Requiring instead the device block to be a multiple of
+``factor`` would avoid the exchange but tie the padding of the sampler (and the usable
+device counts) to the operator.
 """
 
 from __future__ import annotations
@@ -213,13 +215,14 @@ class ZSuperResolution:
     def A_sharded(self, x: jax.Array, axis_name: str, slice_mask: jax.Array) -> jax.Array:
         """Local view of ``A`` inside ``jax.shard_map``: ``[n, H, W] -> [n, H, W]``.
 
-        Row j is the mean of the thick slice holding local thin slice j (0 on padded
-        slices); slice-wise operators (z in-plane) apply `A` directly.
+        Row j is the mean of the thick slice b holding local thin slice j divided by
+        ``sqrt(count_b)`` (the rows of ``V A x``, module docstring; 0 on padded slices);
+        slice-wise operators (z in-plane) apply `A` directly.
         """
         if self.slicewise:
             return self.A(x)
         sums, counts, mask = self._block_window(jnp.asarray(x), axis_name, slice_mask)
-        return mask * sums / counts
+        return mask * sums / (counts * jnp.sqrt(counts))
 
     def AT_sharded(self, y: jax.Array, axis_name: str, slice_mask: jax.Array) -> jax.Array:
         """Local rows of ``A^T`` for the local view of `A_sharded` / `local_measurement`."""
@@ -228,14 +231,14 @@ class ZSuperResolution:
         y = jnp.asarray(y)
         _, counts, mask = self._block_window(jnp.zeros_like(y[:, :1, :1]), axis_name,
                                              slice_mask)
-        return mask * y / counts
+        return mask * y / jnp.sqrt(counts)
 
     def local_measurement(self, y: jax.Array, axis_name: str) -> jax.Array:
-        """The local view of the full ``y`` (replicated) inside ``jax.shard_map``.
+        """This device's rows of ``V y`` from the full ``y`` (replicated), in ``jax.shard_map``.
 
-        Thick slice ``b(j)`` for each local thin slice j of the block layout
-        (`parallel.local_slice_ids`, ``ceil(D / devices)`` slices per device); padded
-        slices get 0. Identity when the operator is slice-wise.
+        ``y_b / sqrt(count_b)`` for each local thin slice j of thick slice b, in the block
+        layout (`parallel.local_slice_ids`, ``ceil(D / devices)`` slices per device);
+        padded slices get 0. Identity when the operator is slice-wise.
         """
         if self.slicewise:
             return y
@@ -243,5 +246,7 @@ class ZSuperResolution:
         depth = self.thin_depth(y)
         num_local = -(-depth // jax.lax.axis_size(axis_name))
         ids = parallel.local_slice_ids(num_local, axis_name)
-        rows = y[jnp.minimum(ids // self.factor, y.shape[0] - 1)]
-        return rows * (ids < depth).astype(rows.dtype).reshape(-1, 1, 1)
+        blocks = jnp.minimum(ids // self.factor, y.shape[0] - 1)
+        counts = jnp.asarray(_block_counts(depth, self.factor), y.dtype)[blocks]
+        scale = (ids < depth).astype(y.dtype) / jnp.sqrt(counts)
+        return y[blocks] * scale.reshape(-1, 1, 1)

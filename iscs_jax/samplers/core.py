@@ -1,0 +1,170 @@
+"""The shared sampler core: what every diffusion sampler of this package repeats.
+
+A sampler here is one *step* function,
+
+    step(ctx: Context, x [n, H, W], index, sigma) -> (x0 [n, H, W], eps_hat [n, H, W]),
+
+returning a clean estimate ``x0`` (after the algorithm's data consistency) and the
+noise estimate ``eps_hat = (x - x0_hat) / sigma``. `sample` owns the rest:
+
+* set-up: the local operator and slice layout (`layout.SliceLayout`), ``A^T y``;
+* the initial draw: ``x_init + sigma_0 n`` (warm start) or ``sigma_0 n``, with
+  ``n`` from ``fold_in(key, N)`` (an index no step uses);
+* the loop: ``lax.scan`` over ``(index, sigma, sigma_next)``, ``sigma_next = 0``
+  on the last step, where every re-noising rule returns ``x0`` itself; step i
+  draws fresh noise from ``fold_in(key, i)`` with the chosen noise control and
+  re-noises with `renoise.renoise` (any mode, any eta);
+* chunked denoising (`Context.denoise`, ``lax.map`` over chunks of slices);
+* optionally a final Tweedie step ``denoise(x, sigma_N)`` (``final_denoise``).
+
+Invariant: every iterate and estimate is 0 on padding slices (``layout.mask``),
+so padding never reaches a global reduction. A slice's noise depends only on
+(key, step, global slice id), so results do not depend on how the volume is
+split over devices.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from iscs_jax import noise as noise_lib
+from iscs_jax.samplers import renoise as renoise_lib
+from iscs_jax.samplers.layout import SliceLayout, local_operator
+
+
+def denoise_in_chunks(denoise_fn, x: jax.Array, sigma: jax.Array, chunk_size: int) -> jax.Array:
+    """Applies ``denoise_fn(x_chunk [c, H, W], sigma)`` to ``x [D, H, W]`` chunk by chunk.
+
+    D is zero-padded up to a multiple of ``chunk_size``; ``lax.map`` runs the
+    chunks one after another so memory stays O(chunk_size H W) per call.
+
+    Returns:
+      ``x0_hat [D, H, W]``.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
+    depth = x.shape[0]
+    num_chunks = -(-depth // chunk_size)
+    padded = jnp.pad(x, [(0, num_chunks * chunk_size - depth)] + [(0, 0)] * (x.ndim - 1))
+    chunks = padded.reshape(num_chunks, chunk_size, *x.shape[1:])
+    out = jax.lax.map(lambda c: denoise_fn(c, sigma), chunks)
+    return out.reshape(padded.shape)[:depth]
+
+
+class Context(NamedTuple):
+    """Everything a step needs besides the iterate (closed over, not scanned).
+
+    Attributes:
+      key: the sampler's key.
+      y: this device's measurement.
+      aty: ``operator.AT(y)``, ``[n, H, W]``.
+      operator: the local operator (`layout.local_operator`): ``A``, ``AT`` on local blocks.
+      denoise_fn: ``DenoiseFn(x [c, H, W], sigma)``.
+      layout: the `SliceLayout` of the local slices.
+      chunk_size: slices per denoiser call.
+      settings: the algorithm's own settings (a frozen dataclass).
+    """
+
+    key: jax.Array
+    y: jax.Array
+    aty: jax.Array
+    operator: Any
+    denoise_fn: Callable
+    layout: SliceLayout
+    chunk_size: int
+    settings: Any
+
+    def denoise(self, x: jax.Array, sigma: jax.Array) -> jax.Array:
+        """Tweedie estimate of every local slice (in chunks), 0 on padding: ``[n, H, W]``."""
+        return self.layout.masked(denoise_in_chunks(self.denoise_fn, x, sigma, self.chunk_size))
+
+
+StepFn = Callable[[Context, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+
+
+def _check_args(sigmas, chunk_size):
+    if sigmas.ndim != 1 or sigmas.shape[0] < 1:
+        raise ValueError(f"sigmas must be a non-empty 1D array, got shape {sigmas.shape}.")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
+
+
+def _setup(key, y, operator, denoise_fn, settings, *, sigmas, chunk_size, layout) -> Context:
+    """Builds the `Context`; ``layout`` None means the whole volume on one device."""
+    _check_args(sigmas, chunk_size)
+    local = local_operator(operator, layout)
+    aty = local.AT(y)
+    layout = SliceLayout.whole(aty.shape[0]) if layout is None else layout
+    chex.assert_shape([layout.slice_ids, layout.mask], (aty.shape[0],))
+    return Context(key, y, layout.masked(aty), local, denoise_fn, layout, chunk_size, settings)
+
+
+def initial_volume(ctx: Context, noise_fn, x_init, sigmas) -> jax.Array:
+    """``x_init + sigma_0 n`` (warm start) or ``sigma_0 n``; n from ``fold_in(key, N)``."""
+    shape = ctx.aty.shape
+    fresh = ctx.layout.noise(noise_fn, jax.random.fold_in(ctx.key, sigmas.shape[0]), shape[1:])
+    if x_init is None:
+        return ctx.layout.masked(sigmas[0] * fresh)
+    chex.assert_shape(x_init, shape)
+    return ctx.layout.masked(x_init + sigmas[0] * fresh)
+
+
+def _renoised_step(step_fn: StepFn, ctx: Context, noise_fn, mode: str, eta: float, x, inputs):
+    """The algorithm's step, then fresh noise and re-noising to sigma_next (a scan body)."""
+    index, sigma, sigma_next = inputs
+    x0, eps_hat = step_fn(ctx, x, index, sigma)
+    fresh = ctx.layout.noise(noise_fn, jax.random.fold_in(ctx.key, index), x.shape[1:])
+    x_next = renoise_lib.renoise(x0, eps_hat, fresh, sigma, sigma_next, mode=mode, eta=eta)
+    return ctx.layout.masked(x_next), None
+
+
+def run_steps(body, x: jax.Array, inputs, python_loop: bool = False) -> jax.Array:
+    """``lax.scan(body, x, inputs)`` (or the same with a Python loop, for tests); final carry."""
+    if not python_loop:
+        return jax.lax.scan(body, x, inputs)[0]
+    for i in range(inputs[0].shape[0]):
+        x, _ = body(x, jax.tree.map(lambda s: s[i], inputs))
+    return x
+
+
+def sample(step_fn: StepFn, settings, key: jax.Array, y: jax.Array, operator,
+           denoise_fn: Callable, *, noise, sigmas, x_init=None, renoise: str = "dds",
+           eta: float | None = None, chunk_size: int = 8, layout: SliceLayout | None = None,
+           final_denoise: bool = False, python_loop: bool = False) -> jax.Array:
+    """Runs a sampler given its step function (see the module docstring).
+
+    Args:
+      step_fn: the algorithm's `StepFn`.
+      settings: the algorithm's settings, reachable in the step as ``ctx.settings``.
+      key: ``jax.random`` key (the same on every device when sharded).
+      y: measurement (this device's share when sharded); ``operator.AT(y)`` is ``[n, H, W]``.
+      operator: linear operator with ``A`` and ``AT``.
+      denoise_fn: ``DenoiseFn(x [c, H, W], sigma) -> x0_hat [c, H, W]``.
+      noise: a noise-kind name (``"iid"``, ``"iscs"``, ``"shared"``) or a `NoiseFn`.
+      sigmas: ``[N]`` decreasing noise levels, e.g. ``VESDE.sigmas(N)``.
+      x_init: optional ``[n, H, W]`` warm start, re-noised to ``sigmas[0]``.
+      renoise: re-noising rule, a key of `renoise.RENOISE_MODES`.
+      eta: stochasticity of the re-noising; ``None`` uses the rule's default.
+      chunk_size: slices per denoiser call.
+      layout: the local slices (`SliceLayout`); ``None``: the whole volume, one device.
+      final_denoise: finish with one Tweedie step ``denoise(x, sigmas[-1])``.
+      python_loop: run the steps in a Python loop instead of ``lax.scan`` (tests, debugging).
+
+    Returns:
+      the reconstruction ``[n, H, W]`` (0 on padding slices).
+    """
+    sigmas = jnp.asarray(sigmas, jnp.float32)
+    eta = renoise_lib.resolve_eta(renoise, eta)
+    noise_fn = noise_lib.make_noise_fn(noise) if isinstance(noise, str) else noise
+    ctx = _setup(key, y, operator, denoise_fn, settings, sigmas=sigmas, chunk_size=chunk_size,
+                 layout=layout)
+    x = initial_volume(ctx, noise_fn, x_init, sigmas)
+    body = functools.partial(_renoised_step, step_fn, ctx, noise_fn, renoise, eta)
+    inputs = (jnp.arange(sigmas.shape[0]), sigmas, jnp.append(sigmas[1:], 0.0))
+    x = run_steps(body, x, inputs, python_loop)
+    return ctx.denoise(x, sigmas[-1]) if final_denoise else x
