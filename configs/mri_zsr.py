@@ -20,7 +20,7 @@ def get_config(arg=None):
     # 0.3 / 1 / 2 on held-out planes (the thick slices pin down all but the z detail);
     # A^T A has one nonzero eigenvalue, so CG converges in one iteration.
     config.sde.sigma_max = 0.3
-    config.sampler.cg_iters = 5
+    config.sampler.dds.cg_iters = 5
     if arg == "smoke":
         sample_base.shrink_for_smoke(config)
     elif arg not in (None, ""):
