@@ -209,6 +209,7 @@ def use_phantom(config):
     """``:phantom``: the procedural phantom with the ``phantom64`` prior it was trained for."""
     config.data.path = ""
     config.data.embedded = "phantom"
+    config.data.slice_start, config.data.num_slices = 0, 0  # every phantom slice
     config.prior.name = "phantom64"
     return config
 
