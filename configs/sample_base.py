@@ -22,8 +22,12 @@ def data_config() -> ml_collections.ConfigDict:
     # A .nii/.nii.gz file, a DICOM series folder or one DICOM file; "" = `embedded`.
     data.path = ""
     # Embedded input when path is "": "chest_ct" (held-out real chest CT slices 69-132, int16
-    # HU at 128x128, see README) or "phantom" (procedural, generated at the prior's size).
+    # HU at 128x128, see README), "mri" (held-out coronal MNI152 T1 planes, see README) or
+    # "phantom" (procedural, generated at the prior's size).
     data.embedded = "chest_ct"
+    # The planes the 2D prior reconstructs, stacked along the remaining axis: "axial"
+    # ([D, H, W] slices), "coronal" or "sagittal" (planes containing z).
+    data.plane = "axial"
     data.phantom_seed = 1234  # held out: the phantom64 prior trains on phantom seeds < 1000.
     data.phantom_slices = 32  # D of the procedural phantom (in-plane size = prior resolution).
     # Files (the phantom is already in [0, 1]): "hu" maps the window [hu_min, hu_max] to [0, 1]
@@ -31,9 +35,10 @@ def data_config() -> ml_collections.ConfigDict:
     data.intensity = "hu"
     data.hu_min = -1000.0  # window of the shipped priors (and of the published CT priors).
     data.hu_max = 1600.0
-    data.slice_start = 0  # first slice used (after sorting).
-    data.num_slices = 0  # slices used from slice_start; 0 = all.
-    data.resize = True  # resample in-plane to the prior's resolution (else sizes must match).
+    data.slice_start = 0  # first plane used (of data.plane; after sorting).
+    data.num_slices = 0  # planes used from slice_start; 0 = all.
+    # Pad planes to a square and resample to the prior's resolution (else sizes must match).
+    data.resize = True
     data.sinogram = ""  # a measured sinogram .npy [D, views, detectors] used instead of A(x).
     return data
 
@@ -134,6 +139,41 @@ def operator_config(geometry: str, num_views: int, range_degrees: float,
     operator.photons = 1e5
     operator.attenuation = 4.0
     return operator
+
+
+def mri_operator_config(kind: str) -> ml_collections.ConfigDict:
+    """MRI operators: ``"zsr"`` (z super-resolution) or ``"cartesian_mri"`` (CS-MRI).
+
+    ``measurement_noise`` "gaussian" adds ``noise_std`` Gaussian noise (complex circular
+    for the k-space of CS-MRI, ``E|n|^2 = noise_std^2``) in the units of the [0, 1] images.
+    """
+    operator = ml_collections.ConfigDict()
+    operator.kind = kind
+    operator.factor = 4  # zsr: thin slices per measured thick slice.
+    operator.acceleration = 4.0  # cartesian_mri: R, a 1/R share of phase-encoding lines kept.
+    operator.center_fraction = 0.08  # cartesian_mri: fully sampled centre of k-space.
+    operator.mask_seed = 0  # cartesian_mri: seed of the random outer lines.
+    operator.measurement_noise = "none"
+    operator.noise_std = 0.0
+    return operator
+
+
+def get_mri_config(operator_kind: str):
+    """A reconstruction config on the embedded MRI slab with the ``mri128`` prior."""
+    config = get_sample_config("sparse_view", num_views=1)
+    config.operator = mri_operator_config(operator_kind)
+    config.data.embedded = "mri"
+    config.data.plane = "coronal"  # planes containing z, stacked along y
+    config.data.intensity = "minmax"  # for files given with data.path
+    # The 16 central planes of the embedded slab (template planes 108..123), so a run takes
+    # minutes on 2 CPU cores; --config.data.slice_start=0 --config.data.num_slices=0 takes
+    # every plane (of a file given with data.path too).
+    config.data.slice_start = 16
+    config.data.num_slices = 16
+    config.prior.name = "mri128"
+    config.sde.sigma_max = 5.0
+    config.sampler.warm_start = "baseline"  # linear (ZSR) / zero-filled (CS) reconstruction
+    return config
 
 
 def get_sample_config(geometry: str, num_views: int, range_degrees: float = 180.0,

@@ -140,10 +140,14 @@ def resized_affine(affine: np.ndarray, old_shape, new_shape) -> np.ndarray:
     return np.asarray(affine, np.float64) @ step
 
 
-def cropped_affine(affine: np.ndarray, first_slice: int) -> np.ndarray:
-    """The affine of ``volume[first_slice:]``: the origin moves ``first_slice`` voxels along k."""
+def cropped_affine(affine: np.ndarray, first_slice: int, axis: int = 0) -> np.ndarray:
+    """The affine of a ``[D, H, W]`` volume cropped to start at ``first_slice`` along ``axis``.
+
+    ``axis`` 0 (D, the default) is NIfTI's k; axis a of ``[D, H, W]`` is NIfTI axis 2 - a.
+    The origin moves ``first_slice`` voxels along that axis (negative: padding before).
+    """
     shift = np.eye(4)
-    shift[2, 3] = first_slice
+    shift[2 - axis, 3] = first_slice
     return np.asarray(affine, np.float64) @ shift
 
 

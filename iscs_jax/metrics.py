@@ -87,6 +87,10 @@ def plane_metrics(recon: jax.Array, ref: jax.Array, plane: str, data_range=None)
         (``[D, W]`` along axis 1) or ``"sagittal"`` (``[D, H]`` along axis 2).
       data_range: shared by all images; default ``ref.max() - ref.min()``.
 
+    Images whose reference is constant (empty background, e.g. the padding around a
+    brain) are left out of the means: their PSNR is infinite for any exact
+    reconstruction of the background. If every image is constant, all are used.
+
     Returns:
       ``{"psnr": float, "ssim": float}``.
     """
@@ -102,7 +106,10 @@ def _plane_scores(recon, ref, data_range, axis):
     images = jnp.moveaxis(recon, axis, 0), jnp.moveaxis(ref, axis, 0)
     psnrs = jax.vmap(lambda a, b: psnr(a, b, data_range))(*images)
     ssims = jax.vmap(lambda a, b: ssim(a, b, data_range))(*images)
-    return jnp.mean(psnrs), jnp.mean(ssims)
+    varying = jnp.max(images[1], axis=(1, 2)) > jnp.min(images[1], axis=(1, 2))
+    weights = jnp.where(jnp.any(varying), varying, True).astype(jnp.float32)
+    mean = lambda v: jnp.sum(jnp.where(weights > 0, v, 0.0)) / jnp.sum(weights)
+    return mean(psnrs), mean(ssims)
 
 
 def discontinuity(recon: jax.Array, ref: jax.Array, data_range=None) -> jax.Array:
@@ -119,10 +126,13 @@ def discontinuity(recon: jax.Array, ref: jax.Array, data_range=None) -> jax.Arra
     return jnp.sqrt(jnp.mean(error**2)) / _data_range(ref, data_range)
 
 
-def volume_metrics(recon: jax.Array, ref: jax.Array, data_range=None) -> dict:
+def volume_metrics(recon: jax.Array, ref: jax.Array, data_range=None,
+                   stack_axis: int = 0) -> dict:
     """All metrics of a ``[D, H, W]`` reconstruction, as plain Python floats.
 
-    Computed by one compiled program (`_volume_scores`) and one transfer.
+    ``stack_axis``: the axis the reconstructed 2D planes are stacked along (0 for axial
+    slices, 1 for coronal planes, 2 for sagittal), the one the discontinuity is measured
+    along. Computed by one compiled program (`_volume_scores`) and one transfer.
 
     Returns:
       ``{"psnr": volume PSNR over all voxels, "ssim": mean of the three planes'
@@ -133,20 +143,24 @@ def volume_metrics(recon: jax.Array, ref: jax.Array, data_range=None) -> dict:
     if recon.shape != ref.shape or len(ref.shape) != 3:
         raise ValueError(f"recon and ref must be [D, H, W] of one shape, got {recon.shape}, {ref.shape}.")
     recon, ref = jnp.asarray(recon, jnp.float32), jnp.asarray(ref, jnp.float32)
-    scores = jax.device_get(_volume_scores(recon, ref, _data_range(ref, data_range)))
+    scores = jax.device_get(_volume_scores(recon, ref, _data_range(ref, data_range),
+                                           int(stack_axis)))
     planes = {name: {"psnr": float(scores[name][0]), "ssim": float(scores[name][1])}
               for name in PLANES}
     return {"psnr": float(scores["psnr"]),
             "ssim": float(np.mean([p["ssim"] for p in planes.values()])),
-            "discontinuity": float(scores["discontinuity"]) if ref.shape[0] > 1 else None,
+            "discontinuity": (float(scores["discontinuity"]) if ref.shape[stack_axis] > 1
+                              else None),
             **planes}
 
 
-@jax.jit
-def _volume_scores(recon, ref, data_range):
-    """Volume PSNR, discontinuity and each plane's (PSNR, SSIM) means, in one program."""
+@functools.partial(jax.jit, static_argnums=3)
+def _volume_scores(recon, ref, data_range, stack_axis):
+    """Volume PSNR, discontinuity (along ``stack_axis``) and each plane's (PSNR, SSIM) means,
+    in one program."""
     scores = {name: _plane_scores(recon, ref, data_range, axis) for name, axis in PLANES.items()}
     scores["psnr"] = psnr(recon, ref, data_range)
-    if ref.shape[0] > 1:
-        scores["discontinuity"] = discontinuity(recon, ref, data_range)
+    if ref.shape[stack_axis] > 1:
+        scores["discontinuity"] = discontinuity(jnp.moveaxis(recon, stack_axis, 0),
+                                                jnp.moveaxis(ref, stack_axis, 0), data_range)
     return scores

@@ -99,14 +99,15 @@ def shard_slices(x, mesh: Mesh, size: int | None = None) -> jax.Array:
     same ``x``, e.g. each reads the same file).
 
     Args:
-      x: array-like ``[D, ...]`` (converted to float32 on the host).
+      x: array-like ``[D, ...]`` (converted to float32, or complex64 if complex, on the host).
       mesh: one-axis mesh.
       size: padded slice count (default `padded_size(D, mesh.size)`).
 
     Returns:
       a global ``jax.Array [size, ...]`` sharded along its leading axis.
     """
-    host = np.asarray(x, np.float32)
+    host = np.asarray(x)
+    host = host.astype(np.complex64 if np.iscomplexobj(host) else np.float32)
     size = padded_size(host.shape[0], mesh.size) if size is None else size
     if size % mesh.size or size < host.shape[0]:
         raise ValueError(f"size={size} must be >= {host.shape[0]} slices and a multiple of the "

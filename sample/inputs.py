@@ -1,10 +1,13 @@
-"""Inputs of a run: the reference volume, its affine, the CT operator and the measurement.
+"""Inputs of a run: the reference volume, its affine, the operator and the measurement.
 
-The volume comes from the embedded phantom, a NIfTI file or a DICOM series
-(`load_volume`); `preprocess` applies the slice range, the intensity window to
-[0, 1] and the in-plane resize to the prior's resolution, updating the affine
-at each step. The measurement is simulated from the volume with the configured
-geometry and noise (`simulate_measurement`), or read from a ``.npy`` sinogram.
+The volume comes from an embedded demo (the CT phantom or the MRI slab), a NIfTI
+file or a DICOM series (`load_volume`); `preprocess` re-stacks it into the planes
+the prior reconstructs (``data.plane``), applies the plane range, and prepares the
+planes exactly as the trainer does (`iscs_jax.data.prepare.prepare_planes`: square
+padding, resize to the prior's resolution, intensity window to [0, 1]), keeping the
+affine of the result's grid in the input's orientation. The measurement is
+simulated with the configured operator and noise (`simulate_measurement`), or read
+from a ``.npy`` sinogram.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from iscs_jax import io, operators
-from iscs_jax.data import packaged, phantom
+from iscs_jax.data import mri, packaged, phantom, prepare
 from sample.errors import UserError, as_user_error
 
 GEOMETRIES = ("sparse_view", "limited_angle")
 INTENSITIES = ("hu", "minmax", "none")
+#: HU below this is padding outside the scan circle and becomes air (CT windows only).
+CT_AIR_HU = -1024.0
 MEASUREMENT_NOISES = ("none", "gaussian", "poisson")
 #: Photon counts of 0 are raised to this before the log of the Poisson model.
 MIN_COUNT = 0.5
@@ -31,24 +36,30 @@ class Inputs:
     """What a reconstruction needs.
 
     Attributes:
-      reference: ground truth ``[D, R, R]`` in [0, 1], or None (measured sinogram only).
-      affine: ``[4, 4]`` NIfTI affine of the ``[D, R, R]`` grid.
-      operator: the operator of ``operator.kind`` (`operators.protocol`).
-      measurement: ``A(reference)`` (+ noise): ``[D, views, detectors]`` for slice-wise
-        operators, ``[views, rows, cols]`` for the cone beam.
+      reference: ground truth planes ``[N, R, R]`` in [0, 1] (`prepare.to_planes` of the
+        volume), or None (measured sinogram only).
+      affine: ``[4, 4]`` NIfTI affine of ``prepare.from_planes(reference, plane)``, the
+        result's grid in the input's orientation.
+      operator: the operator of ``operator.kind`` (`operators.protocol`) acting on the planes.
+      measurement: ``A(reference)`` (+ noise): ``[N, views, detectors]`` for parallel beams,
+        ``[views, rows, cols]`` for the cone beam, thick slices for ZSR, complex k-space
+        lines for CS-MRI; or a measured sinogram.
       source: a short description of where the volume came from.
+      plane: the planes reconstructed (``"axial"``, ``"coronal"``, ``"sagittal"``).
     """
     reference: np.ndarray | None
     affine: np.ndarray
     operator: object
     measurement: np.ndarray
     source: str
+    plane: str = "axial"
 
 
 #: Embedded default volumes (``data.path`` empty): name -> file inside this package, or
 #: ``None`` for the procedural phantom (already in [0, 1]).
 EMBEDDED = {
     "chest_ct": "pkg:iscs_jax/data/assets/chest_ct_69-132.nii.gz",
+    "mri": "pkg:iscs_jax/data/assets/mni152_t1_coronal_slab.nii.gz",  # see iscs_jax.data.mri
     "phantom": None,
 }
 
@@ -92,46 +103,69 @@ def select_slices(volume, affine, start: int, count: int):
     return volume[start:stop], io.cropped_affine(affine, start)
 
 
-def to_unit_range(volume: np.ndarray, data_config) -> np.ndarray:
-    """Maps intensities to [0, 1]: HU window, min-max, or unchanged ("none").
+def select_planes(volume, affine, plane: str, start: int, count: int):
+    """The planes ``start .. start + count - 1`` of ``plane`` (count 0: to the end).
 
-    The procedural phantom (see `uses_phantom`) is already in [0, 1] and is left as is.
+    Returns:
+      the cropped ``[D, H, W]`` volume (input orientation) and its affine.
     """
-    if data_config.intensity not in INTENSITIES:
-        raise UserError(f"data.intensity={data_config.intensity!r} is not one of {INTENSITIES}.")
-    if data_config.intensity == "none" or uses_phantom(data_config):
-        return volume.astype(np.float32)
-    if data_config.intensity == "minmax":
-        low, high = float(volume.min()), float(volume.max())
-    else:
+    stack_axis = prepare.PLANES[plane][0]
+    cropped, _ = select_slices(np.moveaxis(volume, stack_axis, 0), np.eye(4), start, count)
+    return np.moveaxis(cropped, 0, stack_axis), io.cropped_affine(affine, start, stack_axis)
+
+
+def window_settings(data_config) -> tuple[str, tuple[float, float], float | None]:
+    """``(window, window_range, floor)`` for `prepare.prepare_planes` from ``data``.
+
+    The procedural phantom is already in [0, 1] ("none"); the embedded MRI slab uses the
+    template's stored range (the ``mri128`` prior's window); files (and the embedded chest
+    CT) use ``data.intensity``:
+    "hu" (the ``[hu_min, hu_max]`` window over the CT air floor), "minmax" or "none".
+    """
+    intensity = data_config.intensity
+    if intensity not in INTENSITIES:
+        raise UserError(f"data.intensity={intensity!r} is not one of {INTENSITIES}.")
+    if uses_phantom(data_config):
+        return "none", (0.0, 1.0), None
+    if not data_config.path and data_config.embedded == "mri":
+        return "range", mri.INTENSITY_RANGE, None
+    if intensity == "hu":
         low, high = float(data_config.hu_min), float(data_config.hu_max)
         if not high > low:
             raise UserError(f"Need data.hu_max > data.hu_min, got {low} and {high}.")
-    return np.clip((volume - low) / (high - low), 0.0, 1.0).astype(np.float32)
+        return "range", (low, high), CT_AIR_HU
+    return intensity, (0.0, 1.0), None
 
 
-def resize_slices(volume, affine, resolution: int):
-    """Resamples every slice to ``resolution x resolution`` (linear, antialiased)."""
-    new_shape = (volume.shape[0], resolution, resolution)
-    if volume.shape == new_shape:
-        return volume, affine
-    resized = jax.image.resize(jnp.asarray(volume), new_shape, method="linear", antialias=True)
-    return np.asarray(resized, np.float32), io.resized_affine(affine, volume.shape, new_shape)
+def plane_of(data_config) -> str:
+    """``data.plane`` (default "axial"), checked."""
+    plane = data_config.get("plane", "axial")
+    if plane not in prepare.PLANES:
+        raise UserError(f"data.plane={plane!r} is not one of {sorted(prepare.PLANES)}.")
+    return plane
 
 
 def preprocess(volume, affine, data_config, resolution: int):
-    """Slice range, intensity window and in-plane resize; returns ``([D, R, R], affine)``."""
-    volume, affine = select_slices(volume, affine, int(data_config.slice_start),
+    """Plane range, then `prepare.prepare_planes`; returns ``(planes [N, R, R], affine)``.
+
+    The affine is that of ``prepare.from_planes(planes, plane)`` (input orientation).
+    """
+    plane = plane_of(data_config)
+    volume, affine = select_planes(volume, affine, plane, int(data_config.slice_start),
                                    int(data_config.num_slices))
-    volume = to_unit_range(volume, data_config)
-    with as_user_error():
-        io.validate_volume(volume, name=f"The volume after the intensity window "
-                                        f"({data_config.intensity})")
-    if not data_config.resize and volume.shape[1:] != (resolution, resolution):
-        raise UserError(f"The input slices are {volume.shape[1]}x{volume.shape[2]} but the prior "
+    window, window_range, floor = window_settings(data_config)
+    in_plane = prepare.to_planes(volume, plane).shape[1:]
+    if not data_config.resize and max(in_plane) != resolution:
+        raise UserError(f"The input planes are {in_plane[0]}x{in_plane[1]} but the prior "
                         f"works on {resolution}x{resolution} and data.resize=False; set "
                         "--config.data.resize=True or use a prior trained at that resolution.")
-    return resize_slices(volume, affine, resolution)
+    planes = prepare.prepare_planes(volume, plane=plane, resolution=resolution, window=window,
+                                    window_range=window_range, floor=floor)
+    with as_user_error():
+        io.validate_volume(planes, name=f"The volume after the intensity window "
+                                        f"({data_config.intensity})")
+    grid_affine, _ = prepare.plane_grid_affine(affine, volume.shape, plane, resolution)
+    return planes, grid_affine
 
 
 def view_angles(operator_config, full_turn: float) -> np.ndarray:
@@ -214,33 +248,69 @@ def _fan_beam(operator_config, volume_shape, filter_name):
                                  detector_spacing=g["spacing"], filter=filter_name)
 
 
-#: ``operator.kind`` -> builder ``(operator_config, volume_shape, filter) -> operator``.
+def _zsr(operator_config, volume_shape, filter_name, plane="axial"):
+    """`operators.ZSuperResolution` along z of the planes (in-plane unless axial)."""
+    del filter_name
+    factor = int(operator_config.factor)
+    if factor < 1:
+        raise UserError(f"operator.factor={factor}; set --config.operator.factor to the "
+                        "slice-thickness ratio, an integer >= 1 (e.g. 4).")
+    z_axis = prepare.z_axis(plane)
+    return operators.ZSuperResolution(factor, volume_shape[1:], z_axis,
+                                      depth=volume_shape[0] if z_axis == 0 else None)
+
+
+def _cartesian_mri(operator_config, volume_shape, filter_name, plane="axial"):
+    """`operators.CartesianMRI` with the configured acceleration, centre and mask seed."""
+    del filter_name, plane
+    try:
+        return operators.CartesianMRI(volume_shape[1:], float(operator_config.acceleration),
+                                      float(operator_config.center_fraction),
+                                      int(operator_config.mask_seed))
+    except ValueError as err:
+        raise UserError(str(err)) from err
+
+
+#: ``operator.kind`` -> builder ``(operator_config, volume_shape, filter) -> operator``; the
+#: MRI builders also take the ``plane`` (ZSR acts along z, wherever the planes put it).
 OPERATOR_BUILDERS = {
     "parallel_beam": _parallel_beam,
     "fan_beam": _fan_beam,
     "cone_beam": _cone_beam,
+    "zsr": _zsr,
+    "cartesian_mri": _cartesian_mri,
 }
+PLANE_AWARE = ("zsr", "cartesian_mri")
 
 
-def make_operator(operator_config, volume_shape, filter_name: str = "ramp"):
+def make_operator(operator_config, volume_shape, filter_name: str = "ramp",
+                  plane: str = "axial"):
     """The operator of ``operator.kind`` for a ``[D, R, R]`` volume (see `OPERATOR_BUILDERS`).
 
     Args:
       operator_config: the ``operator`` config section.
-      volume_shape: ``(D, R, R)`` of the reconstructed volume.
+      volume_shape: ``(D, R, R)`` of the reconstructed volume (stack of planes).
       filter_name: the baseline's (FBP / FDK) filter.
+      plane: the planes reconstructed (``data.plane``); CT kinds need ``"axial"``.
     """
     kind = operator_config.kind
     if kind not in OPERATOR_BUILDERS:
         raise UserError(f"operator.kind={kind!r} is not one of {sorted(OPERATOR_BUILDERS)}.")
-    return OPERATOR_BUILDERS[kind](operator_config, tuple(int(s) for s in volume_shape),
-                                   filter_name)
+    volume_shape = tuple(int(s) for s in volume_shape)
+    if kind in PLANE_AWARE:
+        return OPERATOR_BUILDERS[kind](operator_config, volume_shape, filter_name, plane)
+    if plane != "axial":
+        raise UserError(f"operator.kind={kind!r} measures axial slices; data.plane={plane!r} "
+                        "is for the MRI kinds (zsr, cartesian_mri). Use --config.data.plane="
+                        "axial.")
+    return OPERATOR_BUILDERS[kind](operator_config, volume_shape, filter_name)
 
 
 def add_measurement_noise(key: jax.Array, y: jax.Array, operator_config) -> jax.Array:
-    """Simulated measurement noise on clean sinograms ``y`` (see `configs.sample_base`).
+    """Simulated measurement noise on clean measurements ``y`` (see `configs.sample_base`).
 
-    "gaussian": ``y + noise_std * N(0, 1)``. "poisson": with
+    "gaussian": ``y + noise_std * N(0, 1)`` (complex ``y``: circular complex Gaussian
+    noise with ``E|n|^2 = noise_std^2``). "poisson": with
     ``s = attenuation / max(y)``, ``counts ~ Poisson(photons exp(-s y))`` and
     ``y_noisy = -log(max(counts, 0.5) / photons) / s``.
     """
@@ -250,7 +320,14 @@ def add_measurement_noise(key: jax.Array, y: jax.Array, operator_config) -> jax.
     if kind == "gaussian":
         if operator_config.noise_std < 0:
             raise UserError(f"operator.noise_std must be >= 0, got {operator_config.noise_std}.")
+        if jnp.iscomplexobj(y):  # circular complex Gaussian, E|n|^2 = noise_std^2
+            parts = jax.random.normal(key, (2,) + y.shape) * (operator_config.noise_std
+                                                              / np.sqrt(2.0))
+            return y + (parts[0] + 1j * parts[1]).astype(y.dtype)
         return y + operator_config.noise_std * jax.random.normal(key, y.shape)
+    if kind == "poisson" and jnp.iscomplexobj(y):
+        raise UserError("operator.measurement_noise='poisson' models CT photon counts; use "
+                        "'gaussian' (complex Gaussian) for MRI.")
     if kind == "poisson":
         photons, attenuation = operator_config.photons, operator_config.attenuation
         if photons <= 0 or attenuation <= 0:
@@ -263,26 +340,28 @@ def add_measurement_noise(key: jax.Array, y: jax.Array, operator_config) -> jax.
 
 
 def simulate_measurement(key, operator, volume, operator_config) -> np.ndarray:
-    """``A(volume)`` plus the configured noise: ``[D, views, detectors]``."""
-    y = operator.A(jnp.asarray(volume))
-    return np.asarray(add_measurement_noise(key, y, operator_config), np.float32)
+    """``A(volume)`` plus the configured noise (float32, or complex64 for MRI)."""
+    y = add_measurement_noise(key, operator.A(jnp.asarray(volume)), operator_config)
+    return np.asarray(y, np.complex64 if jnp.iscomplexobj(y) else np.float32)
 
 
 def prepare_inputs(key, config, resolution: int) -> Inputs:
     """Loads and preprocesses the volume, builds the operator, simulates or reads ``y``."""
     data = config.data
+    plane = plane_of(data)
     reference, affine, source = None, np.eye(4), "measured sinogram"
     if data.path or not data.sinogram:
         volume, affine, source = load_volume(data, resolution)
         reference, affine = preprocess(volume, affine, data, resolution)
     if not data.sinogram:
-        operator = make_operator(config.operator, reference.shape, config.sampler.fbp_filter)
+        operator = make_operator(config.operator, reference.shape, config.sampler.fbp_filter,
+                                 plane)
         y = simulate_measurement(key, operator, reference, config.operator)
-        return Inputs(reference, affine, operator, y, source)
-    if config.operator.kind == "cone_beam":
-        raise UserError("data.sinogram (measured projections) is supported for slice-wise "
-                        "operators only; cone-beam runs simulate y from the volume. Leave "
-                        "--config.data.sinogram empty.")
+        return Inputs(reference, affine, operator, y, source, plane)
+    if config.operator.kind not in ("parallel_beam", "fan_beam"):
+        raise UserError("data.sinogram (measured projections) is supported for the slice-wise "
+                        "CT operators (parallel_beam, fan_beam) only; other kinds simulate y "
+                        "from the volume. Leave --config.data.sinogram empty.")
     operator = make_operator(config.operator, (1, resolution, resolution),
                              config.sampler.fbp_filter)
     with as_user_error():
@@ -292,4 +371,4 @@ def prepare_inputs(key, config, resolution: int) -> Inputs:
         raise UserError(f"The sinogram has {y.shape[0]} slices but the reference volume has "
                         f"{reference.shape[0]}; give both for the same slices (the slice range "
                         "applies to both).")
-    return Inputs(reference, affine, operator, y, f"{source}: {data.sinogram}")
+    return Inputs(reference, affine, operator, y, f"{source}: {data.sinogram}", plane)

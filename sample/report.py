@@ -88,19 +88,19 @@ def format_table(metrics: Mapping[str, Mapping]) -> str:
     Returns:
       the table as text, PSNR in dB.
     """
-    header = (f"{'method':<8} {'PSNR':>6} {'SSIM':>6}"
+    header = (f"{'method':<11} {'PSNR':>6} {'SSIM':>6}"
               + "".join(f" {plane[:3] + ' PSNR':>9} {plane[:3] + ' SSIM':>9}" for plane in PLANES)
               + f" {'discont.':>9} {'seconds':>8}")
     lines = [header, "-" * len(header)]
     for name, entry in metrics.items():
         if "psnr" not in entry:
-            lines.append(f"{name:<8} {'-':>6} {'-':>6}" + f" {'-':>9}" * 7
+            lines.append(f"{name:<11} {'-':>6} {'-':>6}" + f" {'-':>9}" * 7
                          + f" {entry['seconds']:>8.2f}")
             continue
         planes = "".join(f" {entry[p]['psnr']:>9.2f} {entry[p]['ssim']:>9.4f}" for p in PLANES)
         jump = entry["discontinuity"]
         jump = "-" if jump is None else f"{jump:.4f}"  # None: a single slice
-        lines.append(f"{name:<8} {entry['psnr']:>6.2f} {entry['ssim']:>6.4f}{planes}"
+        lines.append(f"{name:<11} {entry['psnr']:>6.2f} {entry['ssim']:>6.4f}{planes}"
                      f" {jump:>9} {entry['seconds']:>8.2f}")
     return "\n".join(lines)
 

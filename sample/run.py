@@ -1,4 +1,5 @@
-"""One reconstruction run: inputs -> baseline (FBP, FDK) and the sampler per noise control -> table.
+"""One reconstruction run: inputs -> baseline (FBP, FDK, linear, zero-filled) and the sampler per
+noise control -> table and files.
 
 `run(config, config_name, workdir)` is what ``python -m sample`` calls; tests
 call it directly. The library is used through plain keyword arguments; this
@@ -16,6 +17,7 @@ import jax
 import numpy as np
 
 from iscs_jax import figures, io, metrics, noise, operators, parallel, samplers, sde
+from iscs_jax.data import prepare
 from iscs_jax.samplers import renoise
 from sample import inputs as inputs_lib
 from sample import prior as prior_lib
@@ -234,12 +236,17 @@ def device_mesh(config):
                         "parallel.distributed=True to let JAX detect them).") from err
 
 
-def method_metrics(volumes, reference, seconds) -> dict:
-    """method -> metrics.json entry (only ``seconds`` without a reference)."""
+def method_metrics(volumes, reference, seconds, plane: str = "axial") -> dict:
+    """method -> metrics.json entry (only ``seconds`` without a reference).
+
+    Volumes are plane stacks ``[N, R, R]``; plane metrics are computed in the input's
+    orientation and the discontinuity along the stacking axis of ``plane``.
+    """
     table = {}
     for name, volume in volumes.items():
-        entry = ({} if reference is None else
-                 metrics.volume_metrics(volume, reference, data_range=DATA_RANGE))
+        entry = {} if reference is None else metrics.volume_metrics(
+            prepare.from_planes(volume, plane), prepare.from_planes(reference, plane),
+            data_range=DATA_RANGE, stack_axis=metrics.PLANES[plane])
         table[name] = _to_builtin({**entry, "seconds": seconds[name]})
     return table
 
@@ -251,16 +258,19 @@ def _to_builtin(tree):
 
 
 def write_results(folder: Path, inputs, volumes, stds, table, config, figure) -> None:
-    """Writes the NIfTI volumes, measurement, metrics, config and figure into ``folder``
-    (the baseline as ``<baseline_name>.nii.gz``, e.g. ``fbp.nii.gz``)."""
+    """Writes the NIfTI volumes (input orientation), measurement, metrics, config and figure
+    into ``folder`` (the baseline as ``<baseline_name>.nii.gz``, e.g. ``fbp.nii.gz``)."""
+    def save(filename, planes):
+        io.write_nifti(folder / filename, prepare.from_planes(planes, inputs.plane),
+                       inputs.affine)
+
     baseline = inputs.operator.baseline_name
     for name, volume in volumes.items():
-        filename = f"{name}.nii.gz" if name == baseline else f"recon_{name}.nii.gz"
-        io.write_nifti(folder / filename, volume, inputs.affine)
+        save(f"{name}.nii.gz" if name == baseline else f"recon_{name}.nii.gz", volume)
     for name, std in stds.items():
-        io.write_nifti(folder / f"std_{name}.nii.gz", std, inputs.affine)
+        save(f"std_{name}.nii.gz", std)
     if inputs.reference is not None:
-        io.write_nifti(folder / "gt.nii.gz", inputs.reference, inputs.affine)
+        save("gt.nii.gz", inputs.reference)
     np.save(folder / "measurement.npy", inputs.measurement)
     (folder / "metrics.json").write_text(json.dumps(table, indent=2) + "\n")
     (folder / "config.json").write_text(config.to_json(indent=2) + "\n")
@@ -272,9 +282,20 @@ def make_figure(volumes, inputs, config_name):
     baseline = inputs.operator.baseline_name
     labels = {name: (name.upper() if name == baseline else name) for name in volumes}
     spacing = io.voxel_spacing(inputs.affine)[::-1]
-    return figures.orthogonal_views({labels[n]: v for n, v in volumes.items()},
-                                    reference=inputs.reference, spacing=spacing,
-                                    title=f"{config_name}: {inputs.source}")
+    reference = (None if inputs.reference is None
+                 else prepare.from_planes(inputs.reference, inputs.plane))
+    return figures.orthogonal_views(
+        {labels[n]: prepare.from_planes(v, inputs.plane) for n, v in volumes.items()},
+        reference=reference, spacing=spacing, title=f"{config_name}: {inputs.source}")
+
+
+def describe_operator(operator, config) -> str:
+    """One phrase for the log line."""
+    if hasattr(operator, "num_angles"):
+        return f"{config.operator.kind} {config.operator.geometry}, {operator.num_angles} views"
+    if isinstance(operator, operators.ZSuperResolution):
+        return f"z super-resolution x{operator.factor}"
+    return f"Cartesian MRI R={operator.acceleration:g}, {operator.lines.size} lines"
 
 
 def run(config, config_name: str, workdir: str | Path = "results", *, progress: bool = True,
@@ -308,9 +329,9 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
     inputs = inputs_lib.prepare_inputs(measurement_key, config, resolution)
     y = jax.numpy.asarray(inputs.measurement)
     num_slices = operators.protocol.num_slices(inputs.operator, y)
-    log(f"input: {inputs.source} -> {num_slices} slices of {resolution}x{resolution}; "
-        f"{config.operator.kind} {config.operator.geometry}, {inputs.operator.num_angles} "
-        f"views; prior {prior_lib.prior_source(config.prior)}; {config.sampler.name}, "
+    log(f"input: {inputs.source} -> {num_slices} {inputs.plane} planes of "
+        f"{resolution}x{resolution}; {describe_operator(inputs.operator, config)}; prior "
+        f"{prior_lib.prior_source(config.prior)}; {config.sampler.name}, "
         f"{config.sampler.steps} steps")
     note = prior_lib.intensity_note(prior, config.data)
     if note:
@@ -326,7 +347,7 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
         volumes[kind], seconds[kind] = mean, kind_seconds
         if std is not None:
             stds[kind] = std
-    table = method_metrics(volumes, inputs.reference, seconds)
+    table = method_metrics(volumes, inputs.reference, seconds, inputs.plane)
     log(report.format_table(table))
     if jax.process_index() != 0:  # every process computed the same result; process 0 writes it
         return None

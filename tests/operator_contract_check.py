@@ -47,6 +47,8 @@ def check(op, volume_shape, num_devices):
     depth = volume_shape[0]
     x = jnp.asarray(rng.normal(size=volume_shape), jnp.float32)
     y = jnp.asarray(rng.normal(size=op.measurement_shape(depth)), jnp.float32)
+    if jnp.iscomplexobj(op.A(x)):  # complex k-space (MRI)
+        y = (y + 1j * jnp.asarray(rng.normal(size=y.shape), jnp.float32)).astype(jnp.complex64)
     mesh = parallel.make_mesh(num_devices)
     size = parallel.padded_size(depth, num_devices)
     is_global = protocol.coupling(op) == "global"

@@ -27,4 +27,8 @@ def examples() -> dict:
         "fan_beam": (fan, (5, 8, 7)),
         "parallel_beam": (beam, (5, 10, 9)),
         "zblur": (operators.ZBlur((0.1, 0.2, 0.4, 0.2, 0.1), image_shape=(6, 7)), (5, 6, 7)),
+        # Thick slices along the slice axis (a partial last block: 5 = 2 + 2 + 1).
+        "zsr": (operators.ZSuperResolution(2, (6, 7), z_axis=0, depth=5), (5, 6, 7)),
+        # Complex k-space measurements (the contract then uses Re <A x, y>).
+        "cartesian_mri": (operators.CartesianMRI((6, 8), 2.0, 0.25, seed=1), (5, 6, 8)),
     }

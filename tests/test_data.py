@@ -139,39 +139,51 @@ def _write(path, data):
     nib.save(nib.Nifti1Image(np.asarray(data, np.float32), np.eye(4)), str(path))
 
 
-def test_nifti_ct_window_resize_and_axis(tmp_path):
+def test_nifti_ct_window_resize_and_plane(tmp_path):
     i, j, k = np.meshgrid(np.arange(20), np.arange(24), np.arange(6), indexing="ij")
     vol_a = 1800 * np.cos(0.3 * i) * np.sin(0.2 * j + 0.5 * k) + 200  # smooth, exceeds window
     vol_b = np.random.default_rng(0).uniform(-1000, 1600, size=(20, 24, 4))
     _write(tmp_path / "a.nii.gz", vol_a)
     _write(tmp_path / "b.nii", vol_b)
     (tmp_path / "notes.txt").write_text("not a volume")
-    out = nifti.load_nifti_slices(tmp_path, resolution=(10, 12), axis=2)
-    assert out.shape == (10, 10, 12) and out.dtype == np.float32
+    # Stored [X, Y, Z] = [20, 24, 6]; io.read_nifti's [D, H, W] = [Z, Y, X]: an axial slice
+    # is the stored [:, :, k] transposed, [Y, X] = [24, 20].
+    out = nifti.load_nifti_slices(tmp_path, resolution=(12, 10), square=False)
+    assert out.shape == (10, 12, 10) and out.dtype == np.float32
     assert out.min() >= 0 and out.max() <= 1
-    expected = np.clip((vol_a[:, :, 0] + 1000) / 2600, 0, 1)
-    reference = sk_resize(expected, (10, 12), order=1, anti_aliasing=True)
+    expected = np.clip((vol_a[:, :, 0].T + 1000) / 2600, 0, 1)
+    reference = sk_resize(expected, (12, 10), order=1, anti_aliasing=True)
     assert np.mean(np.abs(out[0] - reference)) < 0.02
-    native = nifti.load_nifti_slices(tmp_path, resolution=(20, 24), axis=2)
+    native = nifti.load_nifti_slices(tmp_path, resolution=(24, 20), square=False)
     np.testing.assert_allclose(native[0], expected, atol=1e-5)
     assert np.any(native[0] == 0) and np.any(native[0] == 1)  # clipped at both ends
-    along_0 = nifti.load_nifti_slices(tmp_path, resolution=(24, 6), axis=0)
-    assert along_0.shape == (40, 24, 6)
-    np.testing.assert_allclose(along_0[3], np.clip((vol_a[3] + 1000) / 2600, 0, 1), atol=1e-5)
+    # Sagittal planes stack along W (stored X): plane x is [Z, Y] = stored [x].T.
+    sagittal = nifti.load_nifti_slices(tmp_path, resolution=(6, 24), plane="sagittal",
+                                       square=False)
+    assert sagittal.shape == (40, 6, 24)
+    np.testing.assert_allclose(sagittal[3], np.clip((vol_a[3].T + 1000) / 2600, 0, 1),
+                               atol=1e-5)
+    # Square padding (with the volume minimum) keeps the aspect ratio: 24 x 20 -> 24 x 24.
+    padded = nifti.load_nifti_slices(tmp_path, resolution=24)
+    np.testing.assert_allclose(padded[0][:, 2:22], expected, atol=1e-5)
 
 
 def test_nifti_minmax_window(tmp_path):
     vol = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4) * 7.0 + 100.0
     _write(tmp_path / "mri.nii.gz", vol)
-    out = nifti.load_nifti_slices(tmp_path, resolution=(2, 3), axis=2, window="minmax")
+    out = nifti.load_nifti_slices(tmp_path, resolution=(3, 2), window="minmax", square=False)
     assert out.min() == 0.0 and out.max() == pytest.approx(1.0)
-    np.testing.assert_allclose(out, np.moveaxis((vol - 100) / (23 * 7.0), 2, 0), atol=1e-6)
+    np.testing.assert_allclose(out, np.transpose((vol - 100) / (23 * 7.0), (2, 1, 0)),
+                               atol=1e-6)
 
 
 def test_nifti_custom_hu_range(tmp_path):
-    _write(tmp_path / "v.nii", np.full((4, 4, 2), 0.0))
+    volume = np.zeros((4, 4, 2))
+    volume[0, 0, 0] = 300.0  # io.read_nifti rejects constant volumes
+    _write(tmp_path / "v.nii", volume)
     out = nifti.load_nifti_slices(tmp_path, resolution=4, hu_range=(-100, 100))
-    np.testing.assert_allclose(out, 0.5)
+    assert out[0, 0, 0] == 1.0  # 300 HU clipped
+    np.testing.assert_allclose(out.ravel()[1:], 0.5)
 
 
 def test_nifti_errors(tmp_path):
@@ -179,11 +191,11 @@ def test_nifti_errors(tmp_path):
         nifti.load_nifti_slices(tmp_path / "missing")
     with pytest.raises(ValueError, match="No .nii"):
         nifti.load_nifti_slices(tmp_path)
-    _write(tmp_path / "v.nii", np.zeros((4, 4, 2)))
+    _write(tmp_path / "v.nii", np.arange(32.0).reshape(4, 4, 2))
     with pytest.raises(ValueError, match="window"):
         nifti.load_nifti_slices(tmp_path, window="bone")
-    with pytest.raises(ValueError, match="axis"):
-        nifti.load_nifti_slices(tmp_path, axis=3)
+    with pytest.raises(ValueError, match="plane"):
+        nifti.load_nifti_slices(tmp_path, plane="oblique")
 
 
 # --------------------------------------------------------------------------- batches

@@ -33,6 +33,14 @@ def _random(shape, seed):
     return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
 
 
+def _measurement(op, volume_shape, seed):
+    """A random y of the operator's measurement shape, complex if its A is (e.g. MRI k-space)."""
+    shape = op.measurement_shape(volume_shape[0])
+    if not jnp.iscomplexobj(op.A(jnp.zeros(volume_shape))):
+        return _random(shape, seed)
+    return (_random(shape, seed) + 1j * _random(shape, seed + 100)).astype(jnp.complex64)
+
+
 def test_every_registered_operator_has_an_example():
     assert set(EXAMPLES) == set(operators.OPERATORS)
     for name, (op, _) in EXAMPLES.items():
@@ -56,14 +64,15 @@ def test_protocol_attributes(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_adjoint_identity_and_shapes(name):
-    """<A x, y> = <x, AT y> to 1e-4 relative in float32; shapes match the protocol."""
+    """<A x, y> = <x, AT y> to 1e-4 relative in float32 (Re <A x, y> for complex y: AT is the
+    adjoint for real images); shapes match the protocol."""
     op, volume_shape = EXAMPLES[name]
     x = _random(volume_shape, 0)
-    y = _random(op.measurement_shape(volume_shape[0]), 1)
+    y = _measurement(op, volume_shape, 1)
     ax, aty = op.A(x), op.AT(y)
     assert ax.shape == tuple(op.measurement_shape(volume_shape[0]))
     assert aty.shape == tuple(volume_shape)
-    lhs, rhs = float(jnp.vdot(ax, y)), float(jnp.vdot(x, aty))
+    lhs, rhs = float(jnp.real(jnp.vdot(ax, y))), float(jnp.vdot(x, aty))
     assert abs(lhs - rhs) <= 1e-4 * max(abs(lhs), abs(rhs)), (lhs, rhs)
 
 
@@ -92,9 +101,9 @@ def test_jit_and_gradient(name):
     """jit(A) equals A, and grad of ||A x - y||^2 / 2 is AT(A x - y) (DPS differentiates A)."""
     op, volume_shape = EXAMPLES[name]
     x = _random(volume_shape, 3)
-    y = _random(op.measurement_shape(volume_shape[0]), 4)
+    y = _measurement(op, volume_shape, 4)
     np.testing.assert_allclose(jax.jit(op.A)(x), op.A(x), rtol=1e-5, atol=1e-5)
-    grad = jax.grad(lambda v: 0.5 * jnp.sum((op.A(v) - y) ** 2))(x)
+    grad = jax.grad(lambda v: 0.5 * jnp.sum(jnp.abs(op.A(v) - y) ** 2))(x)
     expected = op.AT(op.A(x) - y)
     np.testing.assert_allclose(grad, expected, atol=1e-4 * float(jnp.abs(expected).max()))
 
@@ -112,7 +121,7 @@ def test_pinv_is_a_pseudo_inverse(name):
     """pinv(A(pinv(y))) = pinv(y) and A(pinv(A x)) = A x (Moore-Penrose conditions)."""
     op, volume_shape = EXAMPLES[name]
     x = _random(volume_shape, 6)
-    y = _random(op.measurement_shape(volume_shape[0]), 7)
+    y = _measurement(op, volume_shape, 7)
     p = op.pinv(y)
     np.testing.assert_allclose(op.pinv(op.A(p)), p, atol=1e-4 * float(jnp.abs(p).max()))
     ax = op.A(x)

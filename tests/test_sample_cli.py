@@ -114,11 +114,14 @@ def test_nifti_input_keeps_affine_after_resize_and_slice_range(tmp_path, capsys)
     for name in ("gt.nii.gz", "fbp.nii.gz", "recon_iscs.nii.gz"):
         volume, out_affine = load(folder, name)
         assert volume.shape == (4, RESOLUTION, RESOLUTION)
+        # Slices are padded to a square (40 -> 48 rows, 4 on each side) before the resize,
+        # which keeps the aspect ratio: both in-plane spacings grow by 48 / 32.
         np.testing.assert_allclose(io.voxel_spacing(out_affine),
-                                   [0.8 * width / RESOLUTION, 0.9 * height / RESOLUTION, 2.0])
+                                   [0.8 * width / RESOLUTION, 0.9 * width / RESOLUTION, 2.0])
         # The field of view is kept: the outer voxel corner lands where it was (slice 2 on).
         np.testing.assert_allclose(world(out_affine, (-0.5, -0.5, 0)),
-                                   world(affine, (-0.5, -0.5, 2)), atol=1e-9)
+                                   world(affine, (-0.5, -0.5 - (width - height) / 2, 2)),
+                                   atol=1e-9)
     gt, out_affine = load(folder, "gt.nii.gz")
     # Interior voxels of a ramp: the antialiased resize is exact up to the discretised kernel
     # (< 0.5 HU here); a half-voxel error in the affine would be off by > 5 HU (2e-3).

@@ -26,8 +26,11 @@ def test_nifti_source_reads_the_slab_through_the_cli_reader(tmp_path):
     path = tmp_path / "v.nii.gz"
     io.write_nifti(path, volume, np.diag([0.7, 0.7, 2.5, 1.0]))
     slices = data.load_slices(_nifti_config(path))
-    # Independent recomputation: air floor, antialiased linear resize in HU, then the window.
-    expected = jax.image.resize(np.maximum(volume[1:4], -1024.0), (3, 8, 8), "linear")
+    # Independent recomputation: air floor, padding to a square (16 x 16, with the floored
+    # minimum, here air), antialiased linear resize in HU, then the window.
+    square = np.pad(np.maximum(volume[1:4], -1024.0), ((0, 0), (0, 0), (2, 2)),
+                    constant_values=-1024.0)
+    expected = jax.image.resize(square, (3, 8, 8), "linear")
     expected = np.clip((np.asarray(expected) + 1000.0) / 2600.0, 0.0, 1.0)
     np.testing.assert_allclose(slices, expected, atol=1e-5)
 

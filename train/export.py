@@ -31,11 +31,15 @@ _TRAIN_COMMAND = flags.DEFINE_string(
 
 
 def intensity(config: ml_collections.ConfigDict) -> dict:
-    """The HU window the training images were mapped from to [0, 1].
+    """The HU window (or, with ``data.intensity_range``, the value range) the training images
+    were mapped from to [0, 1].
 
     ``config.data.hu_min`` / ``hu_max`` when the training config has them, else the CT window
     of `iscs_jax.data.nifti` (also the HU range the phantom stands for).
     """
+    if config.data.get("intensity_range", None):  # a non-CT file's stored range (MRI)
+        low, high = (float(v) for v in config.data.intensity_range)
+        return {"kind": "range", "low": low, "high": high}
     low, high = nifti.CT_HU_RANGE
     return {"kind": "hu_window", "hu_min": float(config.data.get("hu_min", low)),
             "hu_max": float(config.data.get("hu_max", high))}

@@ -20,8 +20,10 @@ from iscs_jax.operators.parallel_beam import (
     limited_angle_angles,
     sparse_view_angles,
 )
+from iscs_jax.operators.mri import CartesianMRI, cartesian_mask
 from iscs_jax.operators.protocol import COUPLINGS
 from iscs_jax.operators.zaxis import ZBlur
+from iscs_jax.operators.zsr import ZSuperResolution
 
 #: Registered operators by name (see `operators.protocol`).
 OPERATORS = {
@@ -29,9 +31,14 @@ OPERATORS = {
     "fan_beam": FanBeam,
     "cone_beam": ConeBeam,
     "zblur": ZBlur,
+    "zsr": ZSuperResolution,
+    "cartesian_mri": CartesianMRI,
 }
 
 __all__ = [
+    "CartesianMRI",
+    "ZSuperResolution",
+    "cartesian_mask",
     "ConeBeam",
     "FanBeam",
     "arc_angles",

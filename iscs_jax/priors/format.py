@@ -39,7 +39,9 @@ FORMAT = "iscs-jax-prior"
 FORMAT_VERSION = 1
 ARCHITECTURES = ("unet", "ncsnpp")
 PARAMETERISATIONS = {"edm": ("sigma_data", "data_mean"), "ve_score": ()}
-INTENSITIES = {"hu_window": ("hu_min", "hu_max")}
+#: ``hu_window``: CT HU clipped to [hu_min, hu_max] -> [0, 1]; ``range``: the file's stored
+#: values (e.g. an MRI template's 0..255) clipped to [low, high] -> [0, 1].
+INTENSITIES = {"hu_window": ("hu_min", "hu_max"), "range": ("low", "high")}
 
 
 class PriorFormatError(ValueError):

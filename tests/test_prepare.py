@@ -1,0 +1,93 @@
+"""Tests of data.prepare (planes, square padding, resize, window) and the one-reader rule:
+the trainer and the CLI turn one NIfTI file into identical images."""
+
+import ml_collections
+import numpy as np
+import pytest
+
+from iscs_jax import io
+from iscs_jax.data import prepare
+from sample import inputs
+from train import data as train_data
+
+HU_RANGE = (-1000.0, 1600.0)
+
+
+def _asymmetric_volume(shape=(12, 5, 9)):
+    """A [D, H, W] volume in HU whose every axis and direction is distinguishable."""
+    d, h, w = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    return (-900.0 + 97.0 * d + 31.0 * h ** 1.5 + 13.0 * w + 5.0 * d * w).astype(np.float32)
+
+
+@pytest.mark.parametrize("plane", ["axial", "coronal", "sagittal"])
+def test_planes_round_trip_and_z_axis(plane):
+    volume = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+    planes = prepare.to_planes(volume, plane)
+    np.testing.assert_array_equal(prepare.from_planes(planes, plane), volume)
+    z = prepare.z_axis(plane)
+    assert planes.shape[z] == 2  # z (D) is the stack axis (axial) or the rows of each plane
+    if plane == "coronal":
+        np.testing.assert_array_equal(planes[1], volume[:, 1, :])  # plane y = [z, x]
+
+
+def test_square_padding_keeps_the_image_centred():
+    planes = np.ones((1, 3, 7), np.float32)
+    padded = prepare.pad_to_square(planes, value=-5.0)
+    assert padded.shape == (1, 7, 7)
+    np.testing.assert_array_equal(padded[0, 2:5], 1.0)
+    np.testing.assert_array_equal(padded[0, [0, 1, 5, 6]], -5.0)
+    assert prepare.square_padding(189, 197) == ((4, 4), (0, 0))
+
+
+def test_windows():
+    volume = np.array([[[-1100.0, 300.0, 1700.0]]])
+    np.testing.assert_allclose(prepare.apply_window(volume, "range", HU_RANGE),
+                               [[[0.0, 0.5, 1.0]]])
+    np.testing.assert_allclose(prepare.apply_window(volume, "minmax"), [[[0.0, 0.5, 1.0]]])
+    with pytest.raises(ValueError, match="window"):
+        prepare.apply_window(volume, "bone")
+
+
+@pytest.mark.parametrize("plane", ["coronal", "sagittal", "axial"])
+def test_grid_affine_maps_each_output_voxel_to_its_input_position(plane):
+    volume = _asymmetric_volume()
+    affine = np.array([[0.9, 0.1, 0, 3.0], [0, 1.1, 0.2, -4.0], [0.1, 0, 2.0, 5.0], [0, 0, 0, 1]])
+    planes = prepare.prepare_planes(volume, plane=plane, window="none")  # padding, no resize
+    out = prepare.from_planes(planes, plane)
+    grid_affine, shape = prepare.plane_grid_affine(affine, volume.shape, plane)
+    assert out.shape == shape
+    # Every input voxel is found in the output at the voxel the two affines agree on.
+    inverse = np.linalg.inv(grid_affine) @ affine
+    for d, h, w in [(0, 0, 0), (11, 4, 8), (5, 2, 7)]:
+        i, j, k = (inverse @ [w, h, d, 1.0])[:3]  # NIfTI (i, j, k) = [D, H, W] reversed
+        assert np.allclose([i, j, k], np.round([i, j, k]))
+        assert out[int(round(k)), int(round(j)), int(round(i))] == volume[d, h, w]
+
+
+def test_trainer_and_cli_slices_of_one_file_are_identical(tmp_path):
+    volume = _asymmetric_volume((12, 7, 10))
+    volume[:, :, :2] = -2048.0  # CT padding, raised to air by both paths
+    affine = np.diag([0.8, 1.2, 2.0, 1.0])
+    path = tmp_path / "scan.nii.gz"
+    io.write_nifti(path, volume, affine)
+    for plane in ("coronal", "axial"):
+        trainer = train_data.load_slices(ml_collections.ConfigDict(dict(data=dict(
+            source="nifti", path=str(path), plane=plane, ranges=((0, 7 if plane == "coronal"
+                                                                  else 12),),
+            hu_min=HU_RANGE[0], hu_max=HU_RANGE[1], resolution=8, seed=0,
+            augment=dict(copies=1, rotation_degrees=0.0, zoom=0.0, shift=0.0, gain=0.0,
+                         z_blend=0.0)))))
+        data_config = ml_collections.ConfigDict(dict(
+            path=str(path), plane=plane, intensity="hu", hu_min=HU_RANGE[0],
+            hu_max=HU_RANGE[1], slice_start=0, num_slices=0, resize=True))
+        raw, raw_affine, _ = inputs.load_volume(data_config, 8)
+        cli_planes, _ = inputs.preprocess(raw, raw_affine, data_config, 8)
+        np.testing.assert_array_equal(trainer, cli_planes)
+    # The coronal images are the stored array's [x, y, z] planes at fixed y, as [z, x]:
+    # independent of both paths (nibabel directly, no resize: 12 x 10 padded to 12 x 12).
+    import nibabel as nib
+    stored = np.asarray(nib.load(str(path)).dataobj)  # [X, Y, Z] = [10, 7, 12]
+    native = prepare.prepare_planes(io.read_nifti(path)[0], plane="coronal", window="range",
+                                    window_range=HU_RANGE, floor=-1024.0)
+    expected = np.clip((np.maximum(stored[:, 3, :].T, -1024.0) + 1000.0) / 2600.0, 0, 1)
+    np.testing.assert_allclose(native[3][:, 1:11], expected, atol=1e-6)
