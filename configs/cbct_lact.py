@@ -13,7 +13,7 @@ def get_config(arg=None):
     """Args: arg: None, or comma-separated "smoke" / "phantom" (see `sample_base.ARGUMENTS`)."""
     config = sample_base.get_sample_config("limited_angle", num_views=90, range_degrees=90.0,
                                            kind="cone_beam")
-    # The central 8 slices of the embedded 64-slice chest slab (90 cone-beam views on 2 CPU cores);
+    # The central 6 slices of the embedded 64-slice chest slab (90 cone-beam views on 2 CPU cores);
     # --config.data.num_slices=0 reconstructs all of it.
-    config.data.slice_start, config.data.num_slices = 28, 8
+    config.data.slice_start, config.data.num_slices = 29, 6
     return sample_base.apply_arguments(config, arg, "cbct_lact.py")
