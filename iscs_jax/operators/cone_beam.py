@@ -325,24 +325,9 @@ def _transpose_all_reference(op: ConeBeam, y: jax.Array) -> jax.Array:
     return x
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _forward_vjp(op, x):
-    return _project_all(op, x)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _adjoint_vjp(op, y):
-    return _transpose_all(op, y)
-
-
-_forward_vjp.defvjp(lambda op, x: (_forward_vjp(op, x), None),
-                    lambda op, _, ct: (_adjoint_vjp(op, ct),))
-_adjoint_vjp.defvjp(lambda op, y: (_adjoint_vjp(op, y), None),
-                    lambda op, _, ct: (_forward_vjp(op, ct),))
-
-# Jitted once per (operator, shape); nested under an outer jit they are inlined.
-_forward = jax.jit(_forward_vjp, static_argnums=0)
-_adjoint = jax.jit(_adjoint_vjp, static_argnums=0)
+# Jitted once per (operator, shape), each the other's VJP; nested under an outer jit they
+# are inlined.
+_forward, _adjoint = divergent.transpose_pair(_project_all, _transpose_all)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))

@@ -421,3 +421,29 @@ def backproject_filtered(q: jax.Array, angles, source_origin, origin_detector, p
         return sheet * ((source_origin / depth) ** 2)[..., None]
 
     return _scan_sum(view_term, (q, trig))
+
+
+def transpose_pair(forward, adjoint):
+    """Jitted ``(A, AT)`` of an operator (static first argument), each the other's VJP.
+
+    Args:
+      forward: ``forward(op, x) -> y``, linear in ``x``.
+      adjoint: ``adjoint(op, y) -> x``, its exact transpose.
+
+    Returns:
+      ``(A, AT)``: gradients through ``A`` are ``AT`` and through ``AT`` are ``A``, so
+      differentiating a projector costs one matched projection, not XLA's scatter transpose.
+    """
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+    def project(op, x):
+        return forward(op, x)
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+    def backproject(op, y):
+        return adjoint(op, y)
+
+    project.defvjp(lambda op, x: (project(op, x), None),
+                   lambda op, _, ct: (backproject(op, ct),))
+    backproject.defvjp(lambda op, y: (backproject(op, y), None),
+                       lambda op, _, ct: (project(op, ct),))
+    return jax.jit(project, static_argnums=0), jax.jit(backproject, static_argnums=0)

@@ -139,14 +139,12 @@ def _project_all(op: FanBeam, image: jax.Array) -> jax.Array:
     return y
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _forward_vjp(op, x):
+def _project_batched(op, x):
     image, lead = _to_batch_last(x, 2)
     return _from_batch_last(_project_all(op, image), lead)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _adjoint_vjp(op, y):
+def _transpose_batched(op, y):
     sino, lead = _to_batch_last(y, 2)
     shape = (*op.image_shape, sino.shape[-1])
     (image,) = jax.linear_transpose(functools.partial(_project_all, op),
@@ -154,13 +152,7 @@ def _adjoint_vjp(op, y):
     return _from_batch_last(image, lead)
 
 
-_forward_vjp.defvjp(lambda op, x: (_forward_vjp(op, x), None),
-                    lambda op, _, ct: (_adjoint_vjp(op, ct),))
-_adjoint_vjp.defvjp(lambda op, y: (_adjoint_vjp(op, y), None),
-                    lambda op, _, ct: (_forward_vjp(op, ct),))
-
-_forward = jax.jit(_forward_vjp, static_argnums=0)
-_adjoint = jax.jit(_adjoint_vjp, static_argnums=0)
+_forward, _adjoint = divergent.transpose_pair(_project_batched, _transpose_batched)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
