@@ -6,8 +6,9 @@ in this order: ``setting`` (``--compilation_cache=DIR``), the
 the user's cache folder (``$XDG_CACHE_HOME``, else ``~/.cache``).
 ``--compilation_cache=off`` disables it. Entries are keyed by the program,
 the JAX version and the device, so a stale entry is never used. JAX does not
-cache programs containing host callbacks (``jax.debug.callback``), so a
-sampler compiled with the progress bar is still compiled on every run.
+cache programs containing host callbacks (``jax.debug.callback``), so the CLI's
+progress bar is advanced from Python between steps instead
+(`iscs_jax.samplers.core.run_in_pieces`).
 """
 
 from __future__ import annotations

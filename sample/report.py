@@ -9,72 +9,49 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import functools
 import os
 import shutil
 from pathlib import Path
 from typing import Mapping
 
-import jax
-import numpy as np
 from tqdm.auto import tqdm
 
 PLANES = ("axial", "coronal", "sagittal")
 
 
 class StepProgress:
-    """A tqdm bar fed from inside a jitted sampler through `jax.debug.callback`.
+    """A tqdm bar over a sampler's steps, advanced from Python between steps.
 
-    A denoiser wrapped by `with_progress` reports its ``sigma`` on every call;
-    a new sigma means a new sampler step (the calls on several chunks of one
-    step share it), so the bar shows the step, sigma and ETA without the
-    library knowing about tqdm.
+    The CLI runs a sampler one step per call (`samplers.core.run_in_pieces`)
+    and calls `advance` after each, so the compiled programs hold no host
+    callback and JAX's persistent compilation cache can keep them.
     """
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled
         self._bar = None
-        self._last_sigma = None
         self.steps_seen = 0  # steps of the current bar (counted even when tqdm is hidden)
 
     def start(self, total: int, description: str) -> None:
         """Opens a bar of ``total`` steps (closing any open one)."""
         self.close()
-        self._last_sigma, self.steps_seen = None, 0
+        self.steps_seen = 0
         disable = None if self.enabled else True  # None: shown on a terminal only
         self._bar = tqdm(total=total, desc=description, unit="step", disable=disable,
                          leave=False, dynamic_ncols=True)
 
-    def on_sigma(self, sigma) -> None:
-        """Host callback: advances the bar when sigma changes."""
-        sigma = float(np.asarray(sigma))
-        if self._bar is None or sigma == self._last_sigma:
-            return
-        self._last_sigma = sigma
+    def advance(self, sigma: float) -> None:
+        """Marks one more step done; ``sigma`` is the step's noise level (shown)."""
         self.steps_seen += 1
-        self._bar.update(1)
-        self._bar.set_postfix(sigma=f"{sigma:.3g}", refresh=False)
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.set_postfix(sigma=f"{float(sigma):.3g}", refresh=False)
 
     def close(self) -> None:
         """Closes the open bar, if any."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-
-
-#: The bar every `with_progress` denoiser reports to (one sampler runs at a time).
-PROGRESS = StepProgress()
-
-
-@functools.lru_cache(maxsize=None)
-def with_progress(denoise_fn):
-    """``denoise_fn`` that also reports sigma to `PROGRESS`; cached so that jit caches hit."""
-
-    def reporting_denoise_fn(x, sigma):
-        jax.debug.callback(PROGRESS.on_sigma, sigma)
-        return denoise_fn(x, sigma)
-
-    return reporting_denoise_fn
 
 
 def format_table(metrics: Mapping[str, Mapping]) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 
 from iscs_jax import figures, io, metrics, noise, operators, parallel, samplers, sde
 from iscs_jax.data import prepare
-from iscs_jax.samplers import renoise
+from iscs_jax.samplers import core, renoise
 from sample import inputs as inputs_lib
 from sample import prior as prior_lib
 from sample import report
@@ -143,78 +143,96 @@ def switch_noise(kinds: tuple[str, ...], index: jax.Array):
 
 
 @functools.partial(jax.jit, static_argnames=("sampler", "operator", "denoise_fn", "kinds",
-                                             "settings"))
-def _reconstruct(key, y, x_init, sigmas, kind_index, *, sampler, operator, denoise_fn, kinds,
-                 settings):
-    """One reconstruction; module level so repeated runs reuse the compilation."""
+                                             "settings", "count", "final"))
+def _reconstruct_piece(key, y, x_init, sigmas, kind_index, x, first, *, sampler, operator,
+                       denoise_fn, kinds, settings, count, final):
+    """A piece of one reconstruction (`core.Window(x, first, count, final)`); module level so
+    repeated runs reuse the compilation, and free of host callbacks so JAX's persistent
+    cache keeps it."""
     return samplers.get_sampler(sampler)(
-        key, y, operator, report.with_progress(denoise_fn),
-        noise=switch_noise(kinds, kind_index), sigmas=sigmas, x_init=x_init, **dict(settings))
-
-
-def _sharded_runner(mesh, y, operator, denoise_fn, sigmas, x_init, config):
-    """``(kind, key) -> volume`` running `reconstruct_sharded` over ``mesh``.
-
-    The noise kind is static there (one compilation per kind), so each kind's first call is a
-    warm-up whose result is discarded; progress reports arrive from every device but the bar
-    only advances when sigma changes.
-    """
-    denoise_fn = report.with_progress(denoise_fn)
-
-    def run_one(kind, key):
-        volume = samplers.reconstruct_sharded(
-            key, y, operator, denoise_fn, mesh=mesh, sampler=config.sampler.name, noise=kind,
-            sigmas=sigmas, x_init=x_init, **sampler_kwargs(config))
-        return parallel.gather_to_host(volume)
-
-    return run_one
+        key, y, operator, denoise_fn, noise=switch_noise(kinds, kind_index), sigmas=sigmas,
+        x_init=x_init, window=core.Window(x, first, count, final), **dict(settings))
 
 
 def _single_device_runner(key, y, operator, denoise_fn, sigmas, x_init, config, log):
-    """``(kind, key) -> volume`` on one device; compiles once for every noise kind."""
+    """``(kind, key, window) -> piece`` on one device; compiled once (before the first run) for
+    every noise kind: the initial draw, the step and, with ``final_denoise``, the final step."""
     every_kind = tuple(sorted(noise.NOISE_KINDS))  # one compilation serves every selection
     static = dict(sampler=config.sampler.name, operator=operator, denoise_fn=denoise_fn,
                   kinds=every_kind, settings=tuple(sorted(sampler_kwargs(config).items())))
     args = (y, x_init, jax.numpy.asarray(sigmas))
+
+    def run_piece(kind, k, window):
+        return _reconstruct_piece(k, *args, jax.numpy.int32(every_kind.index(kind)), window.x,
+                                  jax.numpy.int32(window.first), count=window.count,
+                                  final=window.final, **static)
+
     log(f"compiling the {config.sampler.name} sampler ({len(sigmas)} steps)...")
-    compile_seconds = _compile_seconds(_reconstruct, key, *args, jax.numpy.int32(0), **static)
-    log(f"compiled in {compile_seconds:.1f} s")
-    return lambda kind, k: _reconstruct(k, *args, jax.numpy.int32(every_kind.index(kind)),
-                                        **static)
+    start = time.perf_counter()
+    index = jax.numpy.int32(0)
+    pieces = [(None, 0, False), ("x", 1, False)] + [("x", 0, True)] * config.sampler.final_denoise
+    x_shape = jax.eval_shape(lambda: run_piece(every_kind[0], key, core.Window(None, 0, 0)))
+    for x, count, final in pieces:
+        _reconstruct_piece.lower(key, *args, index, x_shape if x else None, index, count=count,
+                                 final=final, **static).compile()
+    log(f"compiled in {time.perf_counter() - start:.1f} s")
+    return run_piece
+
+
+def _sharded_runner(mesh, y, operator, denoise_fn, sigmas, x_init, config):
+    """``(kind, key, window) -> piece`` running `reconstruct_sharded` over ``mesh`` (the
+    noise kind is static there: one compilation per kind, at its first run)."""
+
+    def run_piece(kind, key, window):
+        return samplers.reconstruct_sharded(
+            key, y, operator, denoise_fn, mesh=mesh, sampler=config.sampler.name, noise=kind,
+            sigmas=sigmas, x_init=x_init, window=window, **sampler_kwargs(config))
+
+    return run_piece
 
 
 def run_noise_kinds(kinds, key, y, operator, denoise_fn, sigmas, x_init, config, log,
-                    mesh=None):
+                    mesh=None, progress: bool = True):
     """``num_samples`` reconstructions (sampler ``sampler.name``) for each noise control.
 
     Sample k uses ``fold_in(key, k)`` whatever the control, so controls are
     compared on the same keys. With a ``mesh`` of more than one device the
-    slices are sharded over it (`samplers.reconstruct_sharded`).
+    slices are sharded over it (`samplers.reconstruct_sharded`). Each run is
+    driven one step at a time from Python (`core.run_in_pieces`), which
+    advances the progress bar.
 
     Returns:
       kind -> ``(mean [D, R, R], std [D, R, R] or None, seconds per volume)``.
     """
     sharded = mesh is not None and mesh.size > 1
+    num_slices = operators.protocol.num_slices(operator, y)
     if sharded:
-        log(f"sharding {y.shape[0]} slices over {mesh.size} devices")
-        run_one = _sharded_runner(mesh, y, operator, denoise_fn, sigmas, x_init, config)
+        log(f"sharding {num_slices} slices over {mesh.size} devices")
+        run_piece = _sharded_runner(mesh, y, operator, denoise_fn, sigmas, x_init, config)
     else:
-        run_one = _single_device_runner(key, y, operator, denoise_fn, sigmas, x_init, config, log)
+        run_piece = _single_device_runner(key, y, operator, denoise_fn, sigmas, x_init, config,
+                                          log)
+    bar = report.StepProgress(enabled=progress)
     results = {}
     for kind in kinds:
-        if sharded:
+        if sharded:  # compile this kind's programs: the initial draw and one step
             warm_up = time.perf_counter()
-            report.PROGRESS.start(len(sigmas), f"{kind} (compiling)")
-            jax.block_until_ready(run_one(kind, key))
-            report.PROGRESS.close()
-            log(f"{kind}: compiled (warm-up run) in {time.perf_counter() - warm_up:.1f} s")
+            x = run_piece(kind, key, core.Window(None, 0, 0))
+            jax.block_until_ready(run_piece(kind, key, core.Window(x, 0, 1)))
+            log(f"{kind}: compiled (and ran one step) in {time.perf_counter() - warm_up:.1f} s")
         draws, seconds = [], []
         for k in range(config.num_samples):
-            report.PROGRESS.start(len(sigmas), f"{kind} {k + 1}/{config.num_samples}")
-            volume, elapsed = _timed(run_one, kind, jax.random.fold_in(key, k))
-            report.PROGRESS.close()
+            bar.start(len(sigmas), f"{kind} {k + 1}/{config.num_samples}")
+            start = time.perf_counter()
+            x = core.run_in_pieces(functools.partial(run_piece, kind, jax.random.fold_in(key, k)),
+                                   len(sigmas), final_denoise=bool(config.sampler.final_denoise),
+                                   on_step=lambda i: bar.advance(sigmas[i]))
+            volume = parallel.gather_to_host(x[:num_slices])
+            seconds.append(time.perf_counter() - start)
+            bar.close()
+            log(f"sampled {kind} {k + 1}/{config.num_samples}: {bar.steps_seen} steps in "
+                f"{seconds[-1]:.1f} s")
             draws.append(volume)
-            seconds.append(elapsed)
         draws = np.stack(draws)
         std = draws.std(axis=0) if len(draws) > 1 else None
         results[kind] = (draws.mean(axis=0), std, float(np.mean(seconds)))
@@ -340,9 +358,8 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
     baseline, baseline_seconds = run_baseline(inputs.operator, y)
     volumes, stds, seconds = {name: baseline}, {}, {name: baseline_seconds}
     x_init = jax.numpy.asarray(baseline) if config.sampler.warm_start == "baseline" else None
-    report.PROGRESS.enabled = progress
     results = run_noise_kinds(kinds, sample_key, y, inputs.operator, prior.denoise_fn, sigmas,
-                              x_init, config, log, mesh=mesh)
+                              x_init, config, log, mesh=mesh, progress=progress)
     for kind, (mean, std, kind_seconds) in results.items():
         volumes[kind], seconds[kind] = mean, kind_seconds
         if std is not None:

@@ -147,7 +147,7 @@ def sampler_hlo_checks():
         fn = sharded.build_sharded(op, gaussian_denoiser, mesh, depth, noise="iscs",
                                    cg_iters=3, chunk_size=2)
         y_pad = parallel.pad_slices(op.A(volume(depth)), 8)
-        text = fn.lower(jax.random.key(1), y_pad, None, SIGMAS).compile()
+        text = fn.lower(jax.random.key(1), y_pad, None, SIGMAS, None, None).compile()
         text = text.as_text()
         out[name] = dict(collectives=sorted(set(_collectives(text))),
                          image_buffers=_image_buffers(text), local_slices=2, radius=1)

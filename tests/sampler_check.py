@@ -4,7 +4,8 @@ Runs in a subprocess with 4 fake CPU devices (XLA_FLAGS must be set before jax i
 prints one JSON dict: for each sampler of `SAMPLERS` and each operator (slice-wise
 ``ParallelBeam``, halo-coupled ``ZBlur``), the max abs difference between
 `reconstruct_sharded` on n = 2 and 4 devices and the plain single-device sampler (n = 1), 7
-slices (padded to 8 on 2 and 4 devices).
+slices (padded to 8 on 2 and 4 devices); and on 4 devices driven one step at a time
+(`core.run_in_pieces`, as the CLI does).
 
 Usage: python tests/sampler_check.py  (prints JSON on the last line of stdout)
 """
@@ -63,6 +64,12 @@ def main():
                                                    **kwargs)
                 out[f"{name}_{op_name}_n{n}"] = max_diff(got, ref)
                 out[f"{name}_{op_name}_n{n}_shape"] = list(got.shape)
+            mesh = parallel.make_mesh(4)
+            pieces = samplers.core.run_in_pieces(
+                lambda w, kw=kwargs, op=op, name=name: samplers.reconstruct_sharded(
+                    jax.random.key(1), y, op, gaussian_denoiser, mesh=mesh, sampler=name,
+                    window=w, **kw), len(SIGMAS))
+            out[f"{name}_{op_name}_pieces_n4"] = max_diff(pieces[:DEPTH], ref)
             out[f"{name}_{op_name}_ref_vs_truth"] = max_diff(ref, x)
     print(json.dumps(out))
 

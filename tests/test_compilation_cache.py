@@ -51,3 +51,25 @@ def test_cli_flag_is_parsed():
     args = cli.parse_args(["--config", "ct.py:smoke", "--compilation_cache=off"])
     assert args.compilation_cache == "off"
     assert cli.parse_args(["--config", "ct.py:smoke"]).compilation_cache == ""
+
+
+def _cli(tmp_path, cache):
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env.update(PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    out = subprocess.run([sys.executable, "-m", "sample", "--config", "ct.py:phantom,smoke",
+                          f"--compilation_cache={cache}", "--workdir", str(tmp_path / "results")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_a_second_cli_run_loads_every_program_from_the_cache(tmp_path):
+    """The sampler's programs (initial draw, step) hold no host callback, so the first run
+    writes them to the cache and a second run writes nothing new: it compiled nothing."""
+    cache = tmp_path / "cache"
+    _cli(tmp_path, cache)
+    first = sorted(p.name for p in _entries(cache))
+    assert len([name for name in first if name.startswith("jit__reconstruct_piece")]) == 2
+    _cli(tmp_path, cache)
+    assert sorted(p.name for p in _entries(cache)) == first

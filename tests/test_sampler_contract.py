@@ -88,6 +88,28 @@ def test_padding_slices_change_nothing(name):
     np.testing.assert_array_equal(x[DEPTH:], 0.0)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_a_run_in_pieces_equals_the_whole_run(name):
+    """`core.run_in_pieces` (initial draw, one jitted step per piece, final step): the result
+    of one scan, with the final Tweedie step, and one compiled step program for all steps."""
+    op, y, _ = problem()
+    kwargs = dict(noise="iscs", sigmas=SIGMAS[:4], chunk_size=DEPTH, final_denoise=True,
+                  **FAST_SETTINGS.get(name, {}))
+    sampler = samplers.get_sampler(name)
+    denoise_fn = gaussian_denoiser(prior_mean())
+    whole = jax.jit(lambda key: sampler(key, y, op, denoise_fn, **kwargs))(KEY)
+    piece = jax.jit(lambda x, first, count, final: sampler(
+        KEY, y, op, denoise_fn, window=samplers.core.Window(x, first, count, final), **kwargs),
+        static_argnums=(2, 3))
+    steps = []
+    pieces = samplers.core.run_in_pieces(lambda w: piece(w.x, jnp.int32(w.first), w.count,
+                                                         w.final), 4, final_denoise=True,
+                                         on_step=steps.append)
+    assert steps == [0, 1, 2, 3]
+    assert piece._cache_size() == 3  # initial draw, every step, final step
+    np.testing.assert_allclose(pieces, whole, rtol=1e-5, atol=1e-5)
+
+
 # --- 1, 2 and 4 fake devices -------------------------------------------------------------
 
 CHECK_SCRIPT = pathlib.Path(__file__).with_name("sampler_check.py")
@@ -116,6 +138,7 @@ def test_one_two_four_devices_agree(multi_device, name, operator):
         tag = f"{name}_{operator}_n{n}"
         assert multi_device[tag] <= 1e-5, (tag, multi_device[tag])
         assert multi_device[tag + "_shape"] == [7, 16, 16]
+    assert multi_device[f"{name}_{operator}_pieces_n4"] <= 1e-5  # step by step, as the CLI
     assert multi_device[f"{name}_{operator}_ref_vs_truth"] > 1e-2  # not vacuous
 
 

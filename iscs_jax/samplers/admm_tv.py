@@ -92,7 +92,7 @@ def reconstruct(key, y, operator, denoise_fn, *, noise, sigmas, lam: float = 0.5
       key, y, operator, denoise_fn, noise, sigmas: as for `core.sample`.
       lam, rho, mu, admm_iters, cg_iters: see `Settings`.
       **common: `core.sample`'s ``x_init``, ``renoise``, ``eta``, ``chunk_size``,
-        ``layout``, ``final_denoise``, ``python_loop``.
+        ``layout``, ``final_denoise``, ``python_loop``, ``window``.
 
     Returns:
       the reconstruction ``[D, H, W]``.

@@ -15,7 +15,11 @@ noise estimate ``eps_hat = (x - x0_hat) / sigma``. `sample` owns the rest:
   draws fresh noise from ``fold_in(key, i)`` with the chosen noise control and
   re-noises with `renoise.renoise` (any mode, any eta);
 * chunked denoising (`Context.denoise`, ``lax.map`` over chunks of slices);
-* optionally a final Tweedie step ``denoise(x, sigma_N)`` (``final_denoise``).
+* optionally a final Tweedie step ``denoise(x, sigma_N)`` (``final_denoise``);
+* a run in pieces (`Window`): steps ``first .. first + count - 1`` from a given
+  iterate, so a caller can drive the loop from Python (a progress bar without
+  host callbacks, which JAX's persistent compilation cache refuses) with one
+  compiled program for every piece and the same result as one scan.
 
 Invariant: every iterate and estimate is 0 on padding slices (``layout.mask``),
 so padding never reaches a global reduction. A slice's noise depends only on
@@ -84,6 +88,30 @@ class Context(NamedTuple):
         return self.layout.masked(denoise_in_chunks(self.denoise_fn, x, sigma, self.chunk_size))
 
 
+class Window(NamedTuple):
+    """A piece of a run: ``count`` steps from step ``first``, continuing from ``x``.
+
+    Attributes:
+      x: the iterate entering step ``first`` (``[n, H, W]``, what the previous
+        piece returned), or ``None`` for the initial draw (``first`` must be 0).
+      first: index of the first step; an int or a traced int32 scalar, so every
+        piece of the same ``count`` shares one compiled program.
+      count: number of steps (static); 0 runs none (the initial draw or the final
+        step alone).
+      final: apply ``final_denoise`` (when set) after this piece; the last piece's.
+    """
+
+    x: jax.Array | None
+    first: Any
+    count: int
+    final: bool = False
+
+
+def whole_run(num_steps: int) -> Window:
+    """The `Window` of an uninterrupted run: every step, then the final step."""
+    return Window(None, 0, num_steps, True)
+
+
 StepFn = Callable[[Context, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
 
@@ -123,6 +151,14 @@ def _renoised_step(step_fn: StepFn, ctx: Context, noise_fn, mode: str, eta: floa
     return ctx.layout.masked(x_next), None
 
 
+def step_inputs(sigmas: jax.Array, first, count: int):
+    """``(index, sigma, sigma_next)``, each ``[count]``, of steps ``first .. first + count - 1``
+    (``sigma_next = 0`` after the last step)."""
+    index = first + jnp.arange(count)
+    sigmas_next = jnp.append(sigmas[1:], 0.0)
+    return index, jnp.take(sigmas, index), jnp.take(sigmas_next, index)
+
+
 def run_steps(body, x: jax.Array, inputs, python_loop: bool = False) -> jax.Array:
     """``lax.scan(body, x, inputs)`` (or the same with a Python loop, for tests); final carry."""
     if not python_loop:
@@ -135,7 +171,8 @@ def run_steps(body, x: jax.Array, inputs, python_loop: bool = False) -> jax.Arra
 def sample(step_fn: StepFn, settings, key: jax.Array, y: jax.Array, operator,
            denoise_fn: Callable, *, noise, sigmas, x_init=None, renoise: str = "dds",
            eta: float | None = None, chunk_size: int = 8, layout: SliceLayout | None = None,
-           final_denoise: bool = False, python_loop: bool = False) -> jax.Array:
+           final_denoise: bool = False, python_loop: bool = False,
+           window: Window | None = None) -> jax.Array:
     """Runs a sampler given its step function (see the module docstring).
 
     Args:
@@ -154,17 +191,52 @@ def sample(step_fn: StepFn, settings, key: jax.Array, y: jax.Array, operator,
       layout: the local slices (`SliceLayout`); ``None``: the whole volume, one device.
       final_denoise: finish with one Tweedie step ``denoise(x, sigmas[-1])``.
       python_loop: run the steps in a Python loop instead of ``lax.scan`` (tests, debugging).
+      window: run only a piece of the steps (`Window`); ``None``: the whole run.
 
     Returns:
-      the reconstruction ``[n, H, W]`` (0 on padding slices).
+      the reconstruction ``[n, H, W]`` (0 on padding slices); with a ``window``, the
+      iterate after its last step (after the final step when ``window.final``).
     """
     sigmas = jnp.asarray(sigmas, jnp.float32)
     eta = renoise_lib.resolve_eta(renoise, eta)
     noise_fn = noise_lib.make_noise_fn(noise) if isinstance(noise, str) else noise
     ctx = _setup(key, y, operator, denoise_fn, settings, sigmas=sigmas, chunk_size=chunk_size,
                  layout=layout)
-    x = initial_volume(ctx, noise_fn, x_init, sigmas)
-    body = functools.partial(_renoised_step, step_fn, ctx, noise_fn, renoise, eta)
-    inputs = (jnp.arange(sigmas.shape[0]), sigmas, jnp.append(sigmas[1:], 0.0))
-    x = run_steps(body, x, inputs, python_loop)
-    return ctx.denoise(x, sigmas[-1]) if final_denoise else x
+    window = whole_run(sigmas.shape[0]) if window is None else window
+    if window.x is None:
+        x = initial_volume(ctx, noise_fn, x_init, sigmas)
+    else:
+        chex.assert_shape(window.x, ctx.aty.shape)
+        x = ctx.layout.masked(window.x)
+    if window.count > 0:
+        body = functools.partial(_renoised_step, step_fn, ctx, noise_fn, renoise, eta)
+        x = run_steps(body, x, step_inputs(sigmas, window.first, window.count), python_loop)
+    return ctx.denoise(x, sigmas[-1]) if final_denoise and window.final else x
+
+
+def run_in_pieces(run_piece: Callable[[Window], jax.Array], num_steps: int, *,
+                  final_denoise: bool = False, on_step: Callable[[int], None] | None = None):
+    """Drives a run from Python one step at a time; the same result as the whole run.
+
+    The pieces are the initial draw (``Window(None, 0, 0)``), one piece per step
+    (``Window(x, i, 1)``: one compiled program for all of them when ``first`` is
+    a traced argument) and, with ``final_denoise``, the final step
+    (``Window(x, num_steps, 0, True)``).
+
+    Args:
+      run_piece: runs the sampler on a `Window`, e.g. a jitted sampler taking
+        ``window.x`` and ``window.first`` as arguments and ``count``, ``final`` as
+        static ones.
+      num_steps: N, the length of ``sigmas``.
+      final_denoise: whether the sampler was asked for the final Tweedie step.
+      on_step: called with i once step i has finished (e.g. to advance a progress bar).
+
+    Returns:
+      what the last piece returned.
+    """
+    x = run_piece(Window(None, 0, 0))
+    for i in range(num_steps):
+        x = jax.block_until_ready(run_piece(Window(x, i, 1)))
+        if on_step is not None:
+            on_step(i)
+    return run_piece(Window(x, num_steps, 0, True)) if final_denoise else x

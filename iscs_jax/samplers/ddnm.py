@@ -77,7 +77,7 @@ def reconstruct(key, y, operator, denoise_fn, *, noise, sigmas, cg_iters: int = 
       key, y, operator, denoise_fn, noise, sigmas: as for `core.sample`.
       cg_iters: see `Settings`.
       **common: `core.sample`'s ``x_init``, ``renoise``, ``eta``, ``chunk_size``,
-        ``layout``, ``final_denoise``, ``python_loop``.
+        ``layout``, ``final_denoise``, ``python_loop``, ``window``.
 
     Returns:
       the reconstruction ``[D, H, W]``.

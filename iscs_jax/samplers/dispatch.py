@@ -3,7 +3,7 @@
 Every ``reconstruct`` has the signature
 ``reconstruct(key, y, operator, denoise_fn, *, noise, sigmas, <own settings>, **common)``
 (``common``: `core.sample`'s ``x_init``, ``renoise``, ``eta``, ``chunk_size``,
-``layout``, ``final_denoise``, ``python_loop``), so the CLI, the sharded path and
+``layout``, ``final_denoise``, ``python_loop``, ``window``), so the CLI, the sharded path and
 the contract tests treat them alike. Adding a sampler here puts it under all of them.
 """
 

@@ -33,25 +33,28 @@ from jax.sharding import Mesh, PartitionSpec
 
 from iscs_jax import parallel
 from iscs_jax.operators import protocol
-from iscs_jax.samplers import dispatch
+from iscs_jax.samplers import core, dispatch
 from iscs_jax.samplers.layout import SliceLayout, coupling, local_measurement
 
 #: Arguments the sharded entry point sets itself.
-_RESERVED = ("layout", "python_loop")
+_RESERVED = ("layout", "python_loop", "window")
 
 
 def _local_reconstruct(sampler, operator, denoise_fn, axis_name, num_slices, num_local, static,
-                       key, y, x_init, sigmas):
-    """The per-device body: this device's `SliceLayout`, then the sampler."""
+                       window_shape, key, y, x_init, sigmas, x_window, first):
+    """The per-device body: this device's `SliceLayout`, then the sampler (or a piece of it
+    when ``window_shape`` is ``(count, final)``)."""
     layout = SliceLayout.shard(num_local, num_slices, axis_name)
+    window = None if window_shape is None else core.Window(x_window, first, *window_shape)
     return dispatch.get_sampler(sampler)(
         key, local_measurement(operator, y, layout), operator, denoise_fn, sigmas=sigmas,
-        x_init=x_init, layout=layout, **dict(static))
+        x_init=x_init, layout=layout, window=window, **dict(static))
 
 
 def build_sharded(operator, denoise_fn: Callable, mesh: Mesh, num_slices: int, *,
-                  sampler: str = "dds", with_x_init: bool = False, **static) -> Callable:
-    """The jitted sharded sampler ``f(key, y, x_init_pad, sigmas) -> x_pad``.
+                  sampler: str = "dds", with_x_init: bool = False,
+                  window_shape: tuple[int, bool] | None = None, **static) -> Callable:
+    """The jitted sharded sampler ``f(key, y, x_init_pad, sigmas, x_window_pad, first) -> x_pad``.
 
     ``y`` is sharded by slice with ``parallel.padded_size(D, n)`` slices (replicated
     and whole for a ``"global"`` operator); ``x_init_pad`` likewise, or ``None``
@@ -65,6 +68,10 @@ def build_sharded(operator, denoise_fn: Callable, mesh: Mesh, num_slices: int, *
       num_slices: D, the real (unpadded) slice count.
       sampler: a key of `SAMPLERS`.
       with_x_init: whether a warm start is passed.
+      window_shape: ``None`` for a whole run (``x_window_pad`` and ``first`` are then
+        ignored, pass ``None``), or ``(count, final)`` of a `core.Window` whose iterate
+        ``x_window_pad`` (padded and sharded like the result, or ``None`` for the
+        initial draw) and first step ``first`` are arguments.
       **static: the sampler's other keyword arguments (``noise``, ``renoise``,
         ``eta``, ``chunk_size``, ``final_denoise`` and its own settings); Python values.
 
@@ -81,7 +88,7 @@ def build_sharded(operator, denoise_fn: Callable, mesh: Mesh, num_slices: int, *
         raise ValueError(f"mesh must have one axis (the slice axis), got {mesh.axis_names}; "
                          "build it with parallel.make_mesh.")
     items = tuple(sorted(static.items()))
-    args = (sampler, operator, denoise_fn, mesh, num_slices, with_x_init, items)
+    args = (sampler, operator, denoise_fn, mesh, num_slices, with_x_init, window_shape, items)
     try:
         return _build_cached(*args)
     except TypeError:  # an unhashable operator, noise function or setting: build uncached
@@ -89,7 +96,8 @@ def build_sharded(operator, denoise_fn: Callable, mesh: Mesh, num_slices: int, *
 
 
 @functools.lru_cache(maxsize=32)
-def _build_cached(sampler, operator, denoise_fn, mesh, num_slices, with_x_init, static_items):
+def _build_cached(sampler, operator, denoise_fn, mesh, num_slices, with_x_init, window_shape,
+                  static_items):
     del with_x_init  # part of the cache key: None and an array trace differently
     axis = mesh.axis_names[0]
     sliced, whole = PartitionSpec(axis), PartitionSpec()
@@ -99,8 +107,8 @@ def _build_cached(sampler, operator, denoise_fn, mesh, num_slices, with_x_init, 
     # zero-initialised carry becomes device-varying); every psum in the samplers reduces
     # per-device partial sums, which is what it computes without the check.
     body = functools.partial(_local_reconstruct, sampler, operator, denoise_fn, axis, num_slices,
-                             num_local, static_items)
-    mapped = jax.shard_map(body, mesh=mesh, in_specs=(whole, y_spec, sliced, whole),
+                             num_local, static_items, window_shape)
+    mapped = jax.shard_map(body, mesh=mesh, in_specs=(whole, y_spec, sliced, whole, sliced, whole),
                            out_specs=sliced, check_vma=False)
     return jax.jit(mapped)
 
@@ -114,7 +122,8 @@ def _place_measurement(y, operator, mesh: Mesh, size: int) -> jax.Array:
 
 
 def reconstruct_sharded(key: jax.Array, y, operator, denoise_fn: Callable, *, mesh: Mesh,
-                        sigmas, sampler: str = "dds", x_init=None, **sampler_kwargs) -> jax.Array:
+                        sigmas, sampler: str = "dds", x_init=None,
+                        window: core.Window | None = None, **sampler_kwargs) -> jax.Array:
     """Any sampler of `SAMPLERS` with the slices sharded over ``mesh``; same result on any count.
 
     Args:
@@ -129,6 +138,8 @@ def reconstruct_sharded(key: jax.Array, y, operator, denoise_fn: Callable, *, me
       sigmas: ``[N]`` noise levels.
       sampler: a key of `SAMPLERS` (``"dds"``, ``"ddnm"``, ``"dps"``, ``"admm_tv"``).
       x_init: optional warm start ``[D, H, W]``.
+      window: run a piece of the steps (`core.Window`); its ``x`` is ``None`` or what
+        the previous piece returned.
       **sampler_kwargs: ``noise`` (required), ``renoise``, ``eta``, ``chunk_size`` (per
         device), ``final_denoise`` and the sampler's own settings (e.g. DDS ``cg_iters``,
         ``rho``).
@@ -136,7 +147,9 @@ def reconstruct_sharded(key: jax.Array, y, operator, denoise_fn: Callable, *, me
     Returns:
       the reconstruction ``[D, H, W]``, a global array: sharded over ``mesh`` when
       the device count divides D, else as JAX lays out the stripped slice. Use
-      `parallel.gather_to_host` to get it as numpy on every process.
+      `parallel.gather_to_host` to get it as numpy on every process. With a
+      ``window``: the padded iterate ``[D_pad, H, W]`` sharded over ``mesh`` (feed it
+      to the next piece; strip ``[:D]`` after the last).
     """
     if "noise" not in sampler_kwargs:
         raise ValueError("noise is required: a noise kind ('iid', 'iscs', 'shared') or NoiseFn.")
@@ -147,7 +160,12 @@ def reconstruct_sharded(key: jax.Array, y, operator, denoise_fn: Callable, *, me
         if np.shape(x_init)[0] != num_slices:
             raise ValueError(f"x_init has {np.shape(x_init)[0]} slices but y has {num_slices}.")
         x_init = parallel.shard_slices(x_init, mesh, size)
+    window_shape = None if window is None else (int(window.count), bool(window.final))
     fn = build_sharded(operator, denoise_fn, mesh, num_slices, sampler=sampler,
-                       with_x_init=x_init is not None, **sampler_kwargs)
-    x_pad = fn(key, y_placed, x_init, jnp.asarray(sigmas, jnp.float32))
-    return x_pad if size == num_slices else x_pad[:num_slices]
+                       with_x_init=x_init is not None, window_shape=window_shape,
+                       **sampler_kwargs)
+    x_window, first = (None, None) if window is None else (window.x, jnp.int32(window.first))
+    x_pad = fn(key, y_placed, x_init, jnp.asarray(sigmas, jnp.float32), x_window, first)
+    if window is not None or size == num_slices:
+        return x_pad
+    return x_pad[:num_slices]
