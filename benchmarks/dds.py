@@ -6,9 +6,9 @@
 For each setting, every part of a step is jitted on its own and timed side by side
 (rounds interleaved, best round kept, so a busy machine slows all parts alike):
 the denoiser over the volume (chunks of 8), the CG data consistency, one ``A``, one
-``AT``, one ISCS noise draw, the re-noising, and a whole sampler step (a one-step
-reconstruction: the step plus the sampler's setup, ``AT(y)`` and one noise draw, so an
-upper bound). Each is printed with its ratio to the denoiser alone.
+``AT``, one ISCS noise draw, the re-noising, and a whole sampler step as the CLI runs
+it (one `core.Window` piece: the sampler's set-up ``AT(y)``, the step and its noise
+draw and re-noising). Each is printed with its ratio to the denoiser alone.
 
 * ``demo``: 32 slices of 64x64, 20 views, ``phantom64``, 10 CG iterations.
 * ``chest``: 64 slices of 128x128, 20 views, ``chest128`` (the CLI default).
@@ -46,7 +46,7 @@ from iscs_jax import noise, priors, samplers  # noqa: E402
 from iscs_jax.models import UNet, make_denoise_fn  # noqa: E402
 from iscs_jax.models.unet import UNetConfig  # noqa: E402
 from iscs_jax.operators import ParallelBeam, sparse_view_angles  # noqa: E402
-from iscs_jax.samplers import cg, renoise  # noqa: E402
+from iscs_jax.samplers import cg, core, renoise  # noqa: E402
 
 SETTINGS = {  # name: (slices, size, views, prior)
     "demo": (32, 64, 20, "phantom64"),
@@ -97,16 +97,14 @@ def step_breakdown(name: str, rounds: int) -> None:
     key, sigma, ids = jax.random.key(0), jnp.float32(0.5), jnp.arange(slices)
     noise_fn = noise.make_noise_fn("iscs")
 
-    def reconstruct(num_steps):
-        sigmas = jnp.geomspace(1.0, 0.05, num_steps).astype(jnp.float32)
-        return jax.jit(lambda k, yy, xi: samplers.reconstruct(
-            k, yy, op, denoise_fn, noise="iscs", sigmas=sigmas, x_init=xi, cg_iters=CG_ITERS,
-            rho=0.0, chunk_size=CHUNK))
+    sigmas = jnp.geomspace(1.0, 0.05, 30).astype(jnp.float32)
+    one_step = jax.jit(lambda k, yy, xi: samplers.reconstruct(
+        k, yy, op, denoise_fn, noise="iscs", sigmas=sigmas, cg_iters=CG_ITERS, rho=0.0,
+        chunk_size=CHUNK, window=core.Window(xi, 0, 1)))
 
     parts = {
         "denoiser": (jax.jit(lambda v: denoise_volume(denoise_fn, v, sigma)), x),
-        "CG": (jax.jit(lambda v: cg.conjugate_gradient(
-            lambda u: op.AT(op.A(u)), aty, v, CG_ITERS)), x),
+        "CG": (jax.jit(lambda v: cg.normal_equations(op, aty, v, 0.0, CG_ITERS)), x),
         "A": (jax.jit(op.A), x),
         "AT": (jax.jit(op.AT), y),
         "noise": (jax.jit(lambda k: noise_fn(k, ids, slices, (size, size))), key),
@@ -114,7 +112,6 @@ def step_breakdown(name: str, rounds: int) -> None:
                                                       eta=0.85)), x),
     }
     fns = {k: (lambda f=f, a=a: f(a)) for k, (f, a) in parts.items()}
-    one_step = reconstruct(1)
     fns["step"] = lambda: one_step(key, y, x)
     t = best_times(fns, rounds)
     print(f"\n[{name}] {slices} slices of {size}x{size}, {views} views, {prior_name}, "

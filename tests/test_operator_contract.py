@@ -128,6 +128,19 @@ def test_pinv_is_a_pseudo_inverse(name):
     np.testing.assert_allclose(op.A(op.pinv(ax)), ax, atol=1e-4 * float(jnp.abs(ax).max()))
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_gram_form_is_the_normal_operator(name):
+    """`protocol.gram_form`: decode(encode(x)) = x and decode(gram(encode(x))) = AT(A(x)), for
+    operators with their own layout and the default alike."""
+    op, volume_shape = EXAMPLES[name]
+    x = _random(volume_shape, 8)
+    form = protocol.gram_form(op)
+    np.testing.assert_array_equal(form.decode(form.encode(x)), x)
+    expected = op.AT(op.A(x))
+    got = jax.jit(lambda v: form.decode(form.gram(form.encode(v))))(x)
+    np.testing.assert_allclose(got, expected, atol=1e-5 * float(jnp.abs(expected).max()))
+
+
 @pytest.fixture(scope="module")
 def sharded_report():
     """Runs `operator_contract_check.py` with 4 fake CPU devices; returns its JSON report."""

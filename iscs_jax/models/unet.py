@@ -67,12 +67,17 @@ MATMUL_STATS_MIN_PIXELS = 32 * 32
 
 
 def _pixel_sums(x: jax.Array) -> jax.Array:
-    """``[B, P, C] -> [B, 2, C]``: per-channel sums of x and of x^2 over the P pixels."""
-    moments = jnp.stack([x, x * x], axis=1)  # [B, 2, P, C]
+    """``[B, P, C] -> [B, 2, C]``: per-channel sums of x and of x^2 over the P pixels.
+
+    Large maps: two batched products ``ones [B, 1, P] @ x [B, P, C]``, which read x
+    in its own layout (stacking x and x^2 into one operand costs a transposing copy).
+    """
     if x.shape[1] < MATMUL_STATS_MIN_PIXELS:
-        return jnp.sum(moments, axis=2)
-    ones = jnp.ones((x.shape[1],), x.dtype)
-    return jnp.einsum("p,bmpc->bmc", ones, moments, precision=jax.lax.Precision.HIGHEST)
+        return jnp.stack([jnp.sum(x, axis=1), jnp.sum(x * x, axis=1)], axis=1)
+    ones = jnp.ones((x.shape[0], 1, x.shape[1]), x.dtype)
+    sums = [jnp.einsum("bqp,bpc->bqc", ones, v, precision=jax.lax.Precision.HIGHEST)
+            for v in (x, x * x)]
+    return jnp.concatenate(sums, axis=1)
 
 
 class GroupNorm(nnx.Module):

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from iscs_jax.operators import filters
+from iscs_jax.operators import filters, protocol
 
 #: Rotation-centre conventions (see the module docstring).
 ROTATION_CENTERS = ("geometric", "skimage")
@@ -291,23 +291,27 @@ class ParallelBeam:
         """The protocol's baseline: `fbp` with this operator's ``filter``."""
         return self.fbp(y, filter=self.filter)
 
+    def gram_form(self) -> protocol.GramForm:
+        """A^T A on slices-last arrays (`protocol.GramForm`): CG on the normal equations
+        keeps its vectors ``[H, W, D]``, the layout both projectors scan in, instead of
+        transposing ``[D, H, W]`` in and out of it twice per iteration."""
+        return protocol.GramForm(encode=lambda x: jnp.moveaxis(x, 0, -1),
+                                 gram=functools.partial(_gram_batch_last, self),
+                                 decode=lambda v: jnp.moveaxis(v, -1, 0))
 
-# Jitted once per (operator, shape); nested under an outer jit they are inlined.
-@functools.partial(jax.jit, static_argnums=0)
-def _forward(op: ParallelBeam, x: jax.Array) -> jax.Array:
-    image, lead = _to_batch_last(x, 2)  # [H, W, B]
+
+def _forward_batch_last(op: ParallelBeam, image: jax.Array) -> jax.Array:
+    """``[H, W, B] -> [num_angles, num_detectors, B]``."""
     parts, order = [], []
     for by_rows, index, params in op._groups():
         lines = image if by_rows else jnp.swapaxes(image, 0, 1)
         parts.append(_project_lines(lines, params, op.num_detectors))
         order.append(index)
-    sino = jnp.concatenate(parts, axis=0)[np.argsort(np.concatenate(order))]
-    return _from_batch_last(sino, lead)
+    return jnp.concatenate(parts, axis=0)[np.argsort(np.concatenate(order))]
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _adjoint(op: ParallelBeam, y: jax.Array) -> jax.Array:
-    sino, lead = _to_batch_last(y, 2)  # [num_angles, num_detectors, B]
+def _adjoint_batch_last(op: ParallelBeam, sino: jax.Array) -> jax.Array:
+    """``[num_angles, num_detectors, B] -> [H, W, B]``."""
     height, width = op.image_shape
     image = 0.0
     for by_rows, index, params in op._groups():
@@ -319,7 +323,26 @@ def _adjoint(op: ParallelBeam, y: jax.Array) -> jax.Array:
 
         acc = _scan_sum(view_term, (sino[index], params))
         image = image + (acc if by_rows else jnp.swapaxes(acc, 0, 1))
-    return _from_batch_last(image, lead)
+    return image
+
+
+# Jitted once per (operator, shape); nested under an outer jit they are inlined.
+@functools.partial(jax.jit, static_argnums=0)
+def _forward(op: ParallelBeam, x: jax.Array) -> jax.Array:
+    image, lead = _to_batch_last(x, 2)  # [H, W, B]
+    return _from_batch_last(_forward_batch_last(op, image), lead)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _adjoint(op: ParallelBeam, y: jax.Array) -> jax.Array:
+    sino, lead = _to_batch_last(y, 2)  # [num_angles, num_detectors, B]
+    return _from_batch_last(_adjoint_batch_last(op, sino), lead)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _gram_batch_last(op: ParallelBeam, image: jax.Array) -> jax.Array:
+    """A^T A on ``[H, W, B]`` (no transposes between the two)."""
+    return _adjoint_batch_last(op, _forward_batch_last(op, image))
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -16,6 +16,8 @@ argument or be closed over by ``jax.shard_map``) with:
   ``"measured"``, ...): the classical reconstruction used for warm starts and
   the baseline row of a report;
 * optionally ``pinv(y)``, an exact pseudo-inverse (`has_pinv`);
+* optionally ``gram_form()``, a `GramForm`: A^T A in a layout of the operator's
+  choosing, where CG on the normal equations runs faster (`gram_form`);
 * if ``coupling`` is not ``"slicewise"``: ``A_sharded(x_local, axis_name,
   slice_mask)`` and ``AT_sharded(y_local, axis_name, slice_mask)`` for use inside
   ``jax.shard_map`` over a slice-sharded volume (block layout of
@@ -32,7 +34,7 @@ before the protocol (a bare ``slicewise`` flag), so samplers never need
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, NamedTuple, Protocol
 
 import jax
 
@@ -84,6 +86,29 @@ def halo(operator: Any) -> int:
 def has_pinv(operator: Any) -> bool:
     """Whether the operator provides an exact pseudo-inverse ``pinv(y)``."""
     return callable(getattr(operator, "pinv", None))
+
+
+class GramForm(NamedTuple):
+    """A^T A in an internal layout: CG iterates on ``encode(v)`` and returns ``decode(.)``.
+
+    Attributes:
+      encode: ``[D, H, W]`` -> the internal layout (linear, a permutation of entries).
+      gram: A^T A on the internal layout.
+      decode: the inverse of ``encode``.
+    """
+
+    encode: Callable[[jax.Array], jax.Array]
+    gram: Callable[[jax.Array], jax.Array]
+    decode: Callable[[jax.Array], jax.Array]
+
+
+def gram_form(operator: Any) -> GramForm:
+    """``operator.gram_form()`` if it has one, else ``AT(A(v))`` on ``[D, H, W]`` as it is."""
+    form = getattr(operator, "gram_form", None)
+    if callable(form):
+        return form()
+    same = lambda v: v  # noqa: E731
+    return GramForm(same, lambda v: operator.AT(operator.A(v)), same)
 
 
 def has_sharded(operator: Any) -> bool:

@@ -17,6 +17,8 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from iscs_jax.operators import protocol
+
 InnerFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
@@ -66,3 +68,38 @@ def conjugate_gradient(apply_fn: Callable[[jax.Array], jax.Array], b: jax.Array,
         return x, r, p, jnp.where(active, rs_new, rs)
 
     return jax.lax.fori_loop(0, num_iters, body, state)[0]
+
+
+def normal_equations(operator, aty: jax.Array, x0: jax.Array, rho, num_iters: int,
+                     inner: InnerFn = real_inner, mask: jax.Array | float = 1.0) -> jax.Array:
+    """``num_iters`` CG iterations on (A^T A + rho I) x = A^T y + rho x0, from x0.
+
+    CG runs in the operator's `protocol.gram_form` layout (e.g. slices last for
+    `ParallelBeam`), which changes only the order of float additions.
+
+    Args:
+      operator: has ``A`` and ``AT`` (and optionally ``gram_form``).
+      aty: ``A^T y``, ``[D, H, W]``.
+      x0: starting point and Tikhonov centre ``[D, H, W]``.
+      rho: Tikhonov weight (scalar >= 0; 0 is plain CG on the normal equations).
+      num_iters: CG iterations.
+      inner: CG inner product (psum-reduced when sharded); any layout, as it sums
+        over every entry.
+      mask: ``[D, 1, 1]`` (or scalar) multiplying every CG vector; padded slices
+        (mask 0) stay exactly 0. Applied to b and x0 only for a slice-wise operator,
+        whose A^T A already keeps zero slices zero.
+
+    Returns:
+      ``x [D, H, W]``.
+    """
+    form = protocol.gram_form(operator)
+    if jnp.ndim(mask) == 0:
+        apply_fn = lambda v: mask * (form.gram(v) + rho * v)  # noqa: E731
+    elif protocol.is_slicewise(operator):
+        apply_fn = lambda v: form.gram(v) + rho * v  # noqa: E731
+    else:
+        full_mask = form.encode(jnp.broadcast_to(mask, x0.shape).astype(x0.dtype))
+        apply_fn = lambda v: full_mask * (form.gram(v) + rho * v)  # noqa: E731
+    b = form.encode(mask * (aty + rho * x0))
+    x = conjugate_gradient(apply_fn, b, form.encode(mask * x0), num_iters, inner=inner)
+    return form.decode(x)

@@ -57,9 +57,8 @@ def range_null_projection(ctx: core.Context, x0_hat: jax.Array) -> jax.Array:
     op, layout = ctx.operator, ctx.layout
     if uses_exact_pinv(op):
         return x0_hat + layout.masked(op.pinv(ctx.y - op.A(x0_hat)))
-    normal = lambda v: layout.masked(op.AT(op.A(v)))
-    return cg.conjugate_gradient(normal, ctx.aty, x0_hat, ctx.settings.cg_iters,
-                                 inner=layout.inner)
+    return cg.normal_equations(op, ctx.aty, x0_hat, 0.0, ctx.settings.cg_iters,
+                               inner=layout.inner, mask=layout.mask[:, None, None])
 
 
 def step(ctx: core.Context, x, index, sigma):

@@ -60,9 +60,7 @@ def data_consistency(operator, aty: jax.Array, x0_hat: jax.Array, rho: jax.Array
     Returns:
       the data-consistent ``x0 [D, H, W]``.
     """
-    apply_fn = lambda v: mask * (operator.AT(operator.A(v)) + rho * v)
-    b = mask * (aty + rho * x0_hat)
-    return cg.conjugate_gradient(apply_fn, b, mask * x0_hat, cg_iters, inner=inner)
+    return cg.normal_equations(operator, aty, x0_hat, rho, cg_iters, inner, mask)
 
 
 def step(ctx: core.Context, x, index, sigma):
