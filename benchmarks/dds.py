@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,12 +38,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+
+def _expose_host_devices(argv) -> None:
+    """``--host-devices N``: the CPU as N host devices (XLA_FLAGS must be set before JAX
+    starts, so this reads argv before the imports below)."""
+    for i, arg in enumerate(argv):
+        value = arg.split("=", 1)[1] if arg.startswith("--host-devices=") else (
+            argv[i + 1] if arg == "--host-devices" and i + 1 < len(argv) else None)
+        if value is not None and int(value) > 1:
+            os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                                       + f" --xla_force_host_platform_device_count={value}")
+
+
+_expose_host_devices(sys.argv)
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from iscs_jax import noise, priors, samplers  # noqa: E402
+from iscs_jax.denoise_sharding import shard_denoiser  # noqa: E402
 from iscs_jax.models import UNet, make_denoise_fn  # noqa: E402
 from iscs_jax.models.unet import UNetConfig  # noqa: E402
 from iscs_jax.operators import ParallelBeam, sparse_view_angles  # noqa: E402
@@ -181,8 +197,9 @@ def flops(jitted, *args) -> float:
     return float(analysis["flops"])
 
 
-def training_step():
-    """(step fn, state, batch) of ``configs/train_phantom.py`` on random data."""
+def training_step(num_devices: int = 1):
+    """(step fn, state, batch) of ``configs/train_phantom.py`` on random data, data-parallel
+    over ``num_devices`` devices."""
     from iscs_jax import parallel
     from train import loop
 
@@ -190,7 +207,7 @@ def training_step():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = module.get_config(None)
-    mesh = parallel.make_mesh(1, "batch")
+    mesh = parallel.make_mesh(num_devices, "batch")
     tx = loop.make_optimizer(config)
     graphdef, state = loop.create_train_state(config, tx)
     state = loop.place_state(state, mesh)
@@ -202,25 +219,41 @@ def training_step():
 
 
 def rates(rounds: int) -> None:
-    denoise_fn = jax.jit(priors.load("phantom64").denoise_fn)
+    """Denoiser and training-step FLOP rates against the matmul's; with several (host)
+    devices also the denoiser with its batch split over them (`shard_denoiser`) and the
+    training step data-parallel over them."""
+    denoise_fn = priors.load("phantom64").denoise_fn
     chunk = jnp.asarray(np.random.default_rng(2).random((CHUNK, 64, 64)), jnp.float32)
     matrix = jnp.asarray(np.random.default_rng(3).random((2048, 2048)), jnp.float32)
     matmul = jax.jit(lambda m: m @ m)
-    step, state, batch = training_step()
-    step_flops = flops(step, state, batch)
-    holder = [state]  # the step donates its state: carry it from call to call
+    n = jax.device_count()
+    denoisers = {"denoiser": jax.jit(denoise_fn)}
+    steps = {"train step": training_step(1)}
+    if n > 1:
+        denoisers[f"denoiser/{n} dev"] = jax.jit(shard_denoiser(denoise_fn))
+        steps[f"train/{n} dev"] = training_step(n)
+    # The same work on any device count: XLA's cost analysis of a sharded program counts
+    # one device's share, so every variant is credited with the one-device FLOPs.
+    one_device = {"denoiser": flops(denoisers["denoiser"], chunk, 0.5),
+                  "train": flops(*steps["train step"])}
+    work = {name: one_device["denoiser" if name.startswith("denoiser") else "train"]
+            for name in list(denoisers) + list(steps)}
+    fns = {"matmul": lambda: matmul(matrix)}
+    fns.update({name: (lambda fn=fn: fn(chunk, 0.5)) for name, fn in denoisers.items()})
+    for name, (step, state, batch) in steps.items():
+        holder = [state]  # the step donates its state: carry it from call to call
 
-    def train_once():
-        holder[0], metrics = step(holder[0], batch)
-        return metrics
+        def train_once(step=step, holder=holder, batch=batch):
+            holder[0], metrics = step(holder[0], batch)
+            return metrics
 
-    t = best_times({"matmul": lambda: matmul(matrix), "denoiser": lambda: denoise_fn(chunk, 0.5),
-                    "train step": train_once}, rounds)
+        fns[name] = train_once
+    t = best_times(fns, rounds)
     peak = 2 * 2048**3 / t["matmul"]
-    print(f"\n[rates] jitted 2048^2 matmul: {peak / 1e9:.0f} GFLOP/s")
-    for name, work in (("denoiser", flops(denoise_fn, chunk, 0.5)), ("train step", step_flops)):
-        rate = work / t[name]
-        print(f"  {name:<11} {t[name] * 1e3:8.1f} ms  {work / 1e9:6.2f} GFLOP  "
+    print(f"\n[rates] jitted 2048^2 matmul: {peak / 1e9:.0f} GFLOP/s ({n} device(s) visible)")
+    for name in list(denoisers) + list(steps):
+        rate = work[name] / t[name]
+        print(f"  {name:<15} {t[name] * 1e3:8.1f} ms  {work[name] / 1e9:6.2f} GFLOP  "
               f"{rate / 1e9:6.1f} GFLOP/s  {rate / peak:5.2f} of the matmul rate")
 
 
@@ -230,6 +263,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-projector", action="store_true")
     parser.add_argument("--no-rates", action="store_true")
+    parser.add_argument("--host-devices", type=int, default=1,
+                        help="expose the CPU as N host devices (rates then also split the "
+                             "denoiser's batch and the training batch over them)")
     args = parser.parse_args()
     print(f"devices: {jax.devices()}")
     for name in [s for s in args.settings.split(",") if s]:
