@@ -91,9 +91,10 @@ def denoiser_for(prior_name: str, size: int):
     if prior.resolution == size:
         return prior.denoise_fn
     meta = prior.metadata
-    graphdef, state = nnx.split(UNet(UNetConfig.from_dict(meta["model"]), size,
+    graphdef, state = nnx.split(UNet(UNetConfig.from_dict(meta["config"]), size,
                                      rngs=nnx.Rngs(0)))
-    return make_denoise_fn(graphdef, state, meta["sigma_data"], meta["data_mean"])
+    edm = meta["parameterisation"]
+    return make_denoise_fn(graphdef, state, edm["sigma_data"], edm["data_mean"])
 
 
 def denoise_volume(denoise_fn, x, sigma):
