@@ -75,8 +75,8 @@ def test_denoise_fn_scalar_sigma_jit_and_identity_at_tiny_sigma(tiny_model):
     assert float(jnp.max(jnp.abs(denoise(x, 1.0) - x))) > 1e-2
 
 
-CONV_CASES = [((3, 3), "SAME", (1, 1)), ((1, 1), "SAME", (1, 1)), ((3, 3), ((1, 1), (0, 2)), (1, 1)),
-              ((3, 3), "SAME", (2, 2))]  # the last one (stride 2) falls back to jax.lax
+CONV_CASES = [((3, 3), "SAME", (1, 1)), ((1, 1), "SAME", (1, 1)),
+              ((3, 3), ((1, 1), (0, 2)), (1, 1)), ((3, 3), "SAME", (2, 2))]  # the last one (stride 2) falls back to jax.lax
 
 
 @pytest.mark.parametrize("kernel,padding,strides", CONV_CASES)

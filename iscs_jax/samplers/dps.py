@@ -18,18 +18,21 @@ CT default (20 views, chest128, 30 steps, FBP warm start; tests/test_sampler_qua
 
 * Step size. The paper's zeta / ||y - A x0_hat|| on grad ||r||^2 uses a volume-global
   norm, so each voxel's step shrinks like 1/sqrt(slices) and zeta must be retuned per
-  volume and operator scale (zeta 0.1 ended 5 dB below FBP on 4 chest slices). Here the
+  volume and operator scale (zeta 0.1: 20.08 dB, 5.3 dB below FBP on 4 chest slices). Here the
   step is zeta / ||A||^2 on grad 1/2 ||r||^2 (``||A||^2`` = ``||A^T A||``, estimated once
   by ``power_iters`` power iterations in set-up, psum'd when sharded): zeta is
   dimensionless, the same for any volume size and operator scaling, and where the
   denoiser's Jacobian is about I (low sigma) it is a Landweber step, stable for
-  zeta < 2. zeta >= 4 diverged; 1.8 was the best of 0.5-2.
+  zeta < 2. From sigma 5: zeta 0.5 19.77 dB, 1 22.05, 2 25.10, 4-16 diverged; from
+  sigma 0.5: 1.5 27.15, 1.8 27.88, 4 diverged; from 0.2: 1.8 29.54, 1.9 29.69. 1.8
+  keeps a margin below 2.
 * Start level (SDEdit). From sigma 5 the re-noised FBP is almost erased and the
   denoiser's Jacobian (~ c_skip = s^2 / (s^2 + sigma^2)) shrinks the guidance, so 30
   steps cannot recover the data. With a warm start, DPS restricts the shared schedule
   to the levels <= ``start_sigma`` and re-spaces it there (`start_schedule`, still
-  ``len(sigmas)`` steps). On 4 chest slices (FBP 25.42 dB), zeta 1.8: from sigma 5
-  25.10 dB, 1.0 26.50, 0.5 27.88, 0.2 29.54, 0.1 30.72, 0.05 31.58. 0.1 is a few times
+  ``len(sigmas)`` steps). On 4 chest slices (28-31; FBP 25.42 dB), zeta 1.8: from sigma
+  1.0 26.50 dB, 0.5 27.88, 0.2 29.54, 0.1 30.72, 0.05 31.58 (zeta 2 from sigma 5: 25.10;
+  capping the levels at 0.5 instead of re-spacing: 25.87). 0.1 is a few times
   the FBP error (RMS 0.05) and keeps a decade of diffusion (0.1 -> 0.01); lower starts
   score higher but leave less to the prior. Without a warm start the whole schedule runs.
 """
