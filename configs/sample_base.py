@@ -94,8 +94,12 @@ def sampler_config() -> ml_collections.ConfigDict:
     sampler.dds = ml_collections.ConfigDict(dict(cg_iters=10, rho=0.0))
     # DDNM: x0_hat + A^+ (y - A x0_hat); A^+ exact where the operator has pinv, else CG.
     sampler.ddnm = ml_collections.ConfigDict(dict(cg_iters=30))
-    # DPS: x_next = renoise(x0_hat) - step_size * grad_x ||y - A x0_hat(x)||.
-    sampler.dps = ml_collections.ConfigDict(dict(step_size=0.1))
+    # DPS: x_next = renoise(x0_hat) - step_size / ||A||^2 * grad_x 1/2 ||y - A x0_hat(x)||^2
+    # (||A||^2 from power_iters power iterations; step_size < 2 is a stable Landweber step
+    # where the denoiser is about the identity). With a warm start DPS runs the shared
+    # schedule from start_sigma down (SDEdit; re-spaced to sampler.steps steps), not from
+    # sde.sigma_max: from sigma 5 its guidance is too weak to recover the data in 30 steps.
+    sampler.dps = ml_collections.ConfigDict(dict(step_size=1.8, start_sigma=0.1, power_iters=20))
     # ADMM z-TV: 1/2 ||Ax - y||^2 + lam ||D_z x||_1 + rho/2 ||x - x0_hat||^2, ADMM penalty mu.
     sampler.admm_tv = ml_collections.ConfigDict(dict(lam=0.5, rho=0.0, mu=5.0, admm_iters=2,
                                                      cg_iters=5))

@@ -40,12 +40,11 @@ class StepProgress:
         self._bar = tqdm(total=total, desc=description, unit="step", disable=disable,
                          leave=False, dynamic_ncols=True)
 
-    def advance(self, sigma: float) -> None:
-        """Marks one more step done; ``sigma`` is the step's noise level (shown)."""
+    def advance(self) -> None:
+        """Marks one more step done."""
         self.steps_seen += 1
         if self._bar is not None:
             self._bar.update(1)
-            self._bar.set_postfix(sigma=f"{float(sigma):.3g}", refresh=False)
 
     def close(self) -> None:
         """Closes the open bar, if any."""

@@ -226,7 +226,7 @@ def run_noise_kinds(kinds, key, y, operator, denoise_fn, sigmas, x_init, config,
             start = time.perf_counter()
             x = core.run_in_pieces(functools.partial(run_piece, kind, jax.random.fold_in(key, k)),
                                    len(sigmas), final_denoise=bool(config.sampler.final_denoise),
-                                   on_step=lambda i: bar.advance(sigmas[i]))
+                                   on_step=lambda i: bar.advance())
             volume = parallel.gather_to_host(x[:num_slices])
             seconds.append(time.perf_counter() - start)
             bar.close()

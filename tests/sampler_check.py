@@ -32,7 +32,7 @@ SIGMAS = jnp.array([5.0, 1.0, 0.2])
 SETTINGS = {
     "dds": dict(cg_iters=3, rho=1.0),
     "ddnm": dict(cg_iters=3),
-    "dps": dict(step_size=0.5),
+    "dps": dict(step_size=0.5, start_sigma=2.0),  # warm start: a re-spaced schedule from 2
     "admm_tv": dict(lam=0.05, mu=1.0, admm_iters=2, cg_iters=2),
 }
 

@@ -209,17 +209,40 @@ def test_ddnm_step_uses_the_exact_pinv_or_converged_cg():
 
 
 def test_dps_step_is_the_closed_form_gradient():
-    """Gaussian denoiser: d x0_hat / dx = s^2 / (s^2 + sigma^2) I, so
-    grad_x ||y - A x0_hat|| = s^2 / (s^2 + sigma^2) A^T (A x0_hat - y) / ||A x0_hat - y||."""
+    """Gaussian denoiser: d x0_hat / dx = s^2 / (s^2 + sigma^2) I, so the step is
+    x0_hat - zeta / ||A||^2 s^2 / (s^2 + sigma^2) A^T (A x0_hat - y)."""
     op, y, _ = problem()
     x, sigma, zeta = jax.random.normal(jax.random.key(4), (DEPTH, H, W)), 0.7, 0.3
     x0_hat = np.asarray(gaussian_denoiser(prior_mean())(x, sigma), np.float64)
     m = np.asarray(op.matrix, np.float64)
     residual = x0_hat.reshape(DEPTH, -1) @ m.T - np.asarray(y, np.float64)
-    grad = (residual @ m).reshape(DEPTH, H, W) / np.linalg.norm(residual) / (1 + sigma**2)
-    got = one_step("dps", op, y, x, sigma, step_size=zeta)
-    np.testing.assert_allclose(got, x0_hat - zeta * grad, atol=1e-5)
+    grad = (residual @ m).reshape(DEPTH, H, W) / (1 + sigma**2)
+    got = one_step("dps", op, y, x, sigma, step_size=zeta, start_sigma=10.0, power_iters=500)
+    np.testing.assert_allclose(got, x0_hat - zeta / np.linalg.norm(m, 2) ** 2 * grad,
+                               atol=1e-4)
     assert dps.Settings().step_size > 0
+
+
+def test_dps_operator_norm_is_the_largest_singular_value_squared():
+    op, y, _ = problem()
+    layout = SliceLayout(jnp.arange(DEPTH + 2), (jnp.arange(DEPTH + 2) < DEPTH) * 1.0, DEPTH)
+    ctx = samplers.core._setup(KEY, jnp.pad(y, [(0, 2), (0, 0)]), op, None,
+                               dps.Settings(power_iters=500), sigmas=SIGMAS, chunk_size=1,
+                               layout=layout)
+    np.testing.assert_allclose(dps.operator_norm_squared(ctx),
+                               np.linalg.norm(np.asarray(op.matrix, np.float64), 2) ** 2,
+                               rtol=1e-4)
+
+
+def test_dps_start_schedule_restricts_and_respaces():
+    sigmas = jnp.geomspace(5.0, 0.01, 30)
+    np.testing.assert_allclose(dps.start_schedule(sigmas, 0.1), jnp.geomspace(0.1, 0.01, 30),
+                               rtol=1e-4)
+    np.testing.assert_allclose(dps.start_schedule(sigmas, 7.0), sigmas, rtol=1e-5)
+    uneven = jnp.array([4.0, 2.0, 0.5, 0.1])  # log sigma piecewise linear in the step index
+    # sigma 1 sits at index 1.5; four steps at indices 1.5, 2, 2.5, 3
+    np.testing.assert_allclose(dps.start_schedule(uneven, 1.0), [1.0, 0.5, 0.05**0.5, 0.1],
+                               rtol=1e-4)
 
 
 def _admm_objective(op, y, x, x0_hat, lam, rho):
@@ -258,7 +281,7 @@ def test_z_differences_and_their_adjoint():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_settings_are_validated(name):
-    bad = {"dds": dict(cg_iters=-1), "ddnm": dict(cg_iters=-1), "dps": dict(step_size=-1.0),
+    bad = {"dds": dict(cg_iters=-1), "ddnm": dict(cg_iters=-1), "dps": dict(start_sigma=0.0),
            "admm_tv": dict(mu=0.0)}[name]
     with pytest.raises(ValueError, match=name):
         samplers.SETTINGS[name](**bad)

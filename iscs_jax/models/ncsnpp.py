@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from iscs_jax.models import fir
+from iscs_jax.models import conv, fir
 from iscs_jax.sde import DenoiseFn
 
 #: Fields whose value must be exactly this (the variants we do not implement).
@@ -115,7 +115,7 @@ def _norm(width: int, dtype, rngs: nnx.Rngs) -> nnx.GroupNorm:
 def _conv(cin: int, cout: int, size: int, dtype, rngs: nnx.Rngs, scale: float = 1.0) -> nnx.Conv:
     init = nnx.initializers.variance_scaling(max(scale, 1e-10), "fan_avg", "uniform")
     return nnx.Conv(cin, cout, (size, size), padding=size // 2, dtype=dtype, kernel_init=init,
-                    rngs=rngs)
+                    conv_general_dilated=conv.conv_general_dilated, rngs=rngs)
 
 
 def _linear(cin: int, cout: int, dtype, rngs: nnx.Rngs, scale: float = 1.0) -> nnx.Linear:

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from iscs_jax.models import conv
+
 
 @dataclasses.dataclass(frozen=True)
 class UNetConfig:
@@ -120,17 +122,24 @@ def sinusoidal_embedding(c_noise: jax.Array, dim: int) -> jax.Array:
     return jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
 
 
+def _conv_layer(cin: int, cout: int, kernel_size, **kwargs) -> nnx.Conv:
+    """``nnx.Conv`` whose input gradient stays fast inside loops (`conv.conv_general_dilated`:
+    DPS differentiates the denoiser inside the sampler's ``lax.scan``)."""
+    return nnx.Conv(cin, cout, kernel_size, conv_general_dilated=conv.conv_general_dilated,
+                    **kwargs)
+
+
 class ResBlock(nnx.Module):
     """GroupNorm-SiLU-Conv x2 with an additive noise embedding and a skip."""
 
     def __init__(self, cin: int, cout: int, emb: int, groups: int, *, rngs: nnx.Rngs):
         self.norm1 = GroupNorm(cin, _groups(cin, groups), rngs=rngs)
-        self.conv1 = nnx.Conv(cin, cout, (3, 3), rngs=rngs)
+        self.conv1 = _conv_layer(cin, cout, (3, 3), rngs=rngs)
         self.emb = nnx.Linear(emb, cout, rngs=rngs)
         self.norm2 = GroupNorm(cout, _groups(cout, groups), rngs=rngs)
-        self.conv2 = nnx.Conv(cout, cout, (3, 3), kernel_init=nnx.initializers.zeros_init(),
-                              rngs=rngs)
-        self.skip = nnx.Conv(cin, cout, (1, 1), rngs=rngs) if cin != cout else None
+        self.conv2 = _conv_layer(cout, cout, (3, 3), kernel_init=nnx.initializers.zeros_init(),
+                                 rngs=rngs)
+        self.skip = _conv_layer(cin, cout, (1, 1), rngs=rngs) if cin != cout else None
 
     def __call__(self, x: jax.Array, emb: jax.Array) -> jax.Array:
         h = self.conv1(jax.nn.silu(self.norm1(x)))
@@ -189,7 +198,7 @@ class UNet(nnx.Module):
         emb = 4 * cfg.base_width
         self.emb1 = nnx.Linear(cfg.embedding_dim, emb, rngs=rngs)
         self.emb2 = nnx.Linear(emb, emb, rngs=rngs)
-        self.conv_in = nnx.Conv(cfg.channels, widths[0], (3, 3), rngs=rngs)
+        self.conv_in = _conv_layer(cfg.channels, widths[0], (3, 3), rngs=rngs)
         res = [resolution // 2**i for i in range(len(widths))]
         att = [r in cfg.attention_resolutions for r in res]
         cins = [widths[0]] + widths[:-1]
@@ -201,8 +210,8 @@ class UNet(nnx.Module):
         self.up = nnx.List([Level(ci, co, cfg.num_blocks, a, cfg, emb, rngs=rngs)
                             for ci, co, a in ups])
         self.norm_out = GroupNorm(widths[0], _groups(widths[0], cfg.norm_groups), rngs=rngs)
-        self.conv_out = nnx.Conv(widths[0], cfg.channels, (3, 3),
-                                 kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
+        self.conv_out = _conv_layer(widths[0], cfg.channels, (3, 3),
+                                    kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
 
     def __call__(self, x: jax.Array, c_noise: jax.Array) -> jax.Array:
         squeeze = x.ndim == 3

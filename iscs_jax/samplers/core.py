@@ -7,7 +7,8 @@ A sampler here is one *step* function,
 returning a clean estimate ``x0`` (after the algorithm's data consistency) and the
 noise estimate ``eps_hat = (x - x0_hat) / sigma``. `sample` owns the rest:
 
-* set-up: the local operator and slice layout (`layout.SliceLayout`), ``A^T y``;
+* set-up: the local operator and slice layout (`layout.SliceLayout`), ``A^T y``,
+  and the algorithm's own one-off set-up (``prepare``, e.g. DPS's ``||A||^2``);
 * the initial draw: ``x_init + sigma_0 n`` (warm start) or ``sigma_0 n``, with
   ``n`` from ``fold_in(key, N)`` (an index no step uses);
 * the loop: ``lax.scan`` over ``(index, sigma, sigma_next)``, ``sigma_next = 0``
@@ -72,6 +73,7 @@ class Context(NamedTuple):
       layout: the `SliceLayout` of the local slices.
       chunk_size: slices per denoiser call.
       settings: the algorithm's own settings (a frozen dataclass).
+      prepared: what the algorithm's ``prepare(ctx)`` computed once before the loop (or None).
     """
 
     key: jax.Array
@@ -82,6 +84,7 @@ class Context(NamedTuple):
     layout: SliceLayout
     chunk_size: int
     settings: Any
+    prepared: Any = None
 
     def denoise(self, x: jax.Array, sigma: jax.Array) -> jax.Array:
         """Tweedie estimate of every local slice (in chunks), 0 on padding: ``[n, H, W]``."""
@@ -172,7 +175,8 @@ def sample(step_fn: StepFn, settings, key: jax.Array, y: jax.Array, operator,
            denoise_fn: Callable, *, noise, sigmas, x_init=None, renoise: str = "dds",
            eta: float | None = None, chunk_size: int = 8, layout: SliceLayout | None = None,
            final_denoise: bool = False, python_loop: bool = False,
-           window: Window | None = None) -> jax.Array:
+           window: Window | None = None,
+           prepare: Callable[[Context], Any] | None = None) -> jax.Array:
     """Runs a sampler given its step function (see the module docstring).
 
     Args:
@@ -192,6 +196,9 @@ def sample(step_fn: StepFn, settings, key: jax.Array, y: jax.Array, operator,
       final_denoise: finish with one Tweedie step ``denoise(x, sigmas[-1])``.
       python_loop: run the steps in a Python loop instead of ``lax.scan`` (tests, debugging).
       window: run only a piece of the steps (`Window`); ``None``: the whole run.
+      prepare: the algorithm's one-off set-up, ``prepare(ctx) -> ctx.prepared`` (global
+        reductions through ``ctx.layout.inner``, so it is the same on every device);
+        run by every piece that takes a step.
 
     Returns:
       the reconstruction ``[n, H, W]`` (0 on padding slices); with a ``window``, the
@@ -209,6 +216,8 @@ def sample(step_fn: StepFn, settings, key: jax.Array, y: jax.Array, operator,
         chex.assert_shape(window.x, ctx.aty.shape)
         x = ctx.layout.masked(window.x)
     if window.count > 0:
+        if prepare is not None:
+            ctx = ctx._replace(prepared=prepare(ctx))
         body = functools.partial(_renoised_step, step_fn, ctx, noise_fn, renoise, eta)
         x = run_steps(body, x, step_inputs(sigmas, window.first, window.count), python_loop)
     return ctx.denoise(x, sigmas[-1]) if final_denoise and window.final else x
