@@ -98,9 +98,8 @@ def denoiser_for(prior_name: str, size: int):
 
 
 def denoise_volume(denoise_fn, x, sigma):
-    """The sampler's denoising pass: chunks of `CHUNK` slices, one after another."""
-    chunks = x.reshape(-1, CHUNK, *x.shape[1:])
-    return jax.lax.map(lambda c: denoise_fn(c, sigma), chunks).reshape(x.shape)
+    """The sampler's own denoising pass (`core.denoise_in_chunks`, chunks of `CHUNK`)."""
+    return core.denoise_in_chunks(denoise_fn, x, sigma, CHUNK)
 
 
 def step_breakdown(name: str, rounds: int) -> None:

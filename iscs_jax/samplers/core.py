@@ -15,7 +15,7 @@ noise estimate ``eps_hat = (x - x0_hat) / sigma``. `sample` owns the rest:
   on the last step, where every re-noising rule returns ``x0`` itself; step i
   draws fresh noise from ``fold_in(key, i)`` with the chosen noise control and
   re-noises with `renoise.renoise` (any mode, any eta);
-* chunked denoising (`Context.denoise`, ``lax.map`` over chunks of slices);
+* chunked denoising (`Context.denoise`, a ``lax.scan`` over chunks of slices);
 * optionally a final Tweedie step ``denoise(x, sigma_N)`` (``final_denoise``);
 * a run in pieces (`Window`): steps ``first .. first + count - 1`` from a given
   iterate, so a caller can drive the loop from Python (a progress bar without
@@ -42,11 +42,17 @@ from iscs_jax.samplers import renoise as renoise_lib
 from iscs_jax.samplers.layout import SliceLayout, local_operator
 
 
+#: Chunks per iteration of the chunk loop: two independent denoiser calls per iteration let
+#: XLA run them side by side (chest128, 64 slices of 128x128 in chunks of 8 on a 2-core CPU:
+#: 10% faster, bit-identical, +0.5 s compile; a fully unrolled loop compiles 4x longer).
+CHUNK_UNROLL = 2
+
+
 def denoise_in_chunks(denoise_fn, x: jax.Array, sigma: jax.Array, chunk_size: int) -> jax.Array:
     """Applies ``denoise_fn(x_chunk [c, H, W], sigma)`` to ``x [D, H, W]`` chunk by chunk.
 
-    D is zero-padded up to a multiple of ``chunk_size``; ``lax.map`` runs the
-    chunks one after another so memory stays O(chunk_size H W) per call.
+    D is zero-padded up to a multiple of ``chunk_size``; a `lax.scan` over the chunks
+    (`CHUNK_UNROLL` per iteration) keeps memory at O(chunk_size H W) per call.
 
     Returns:
       ``x0_hat [D, H, W]``.
@@ -57,7 +63,8 @@ def denoise_in_chunks(denoise_fn, x: jax.Array, sigma: jax.Array, chunk_size: in
     num_chunks = -(-depth // chunk_size)
     padded = jnp.pad(x, [(0, num_chunks * chunk_size - depth)] + [(0, 0)] * (x.ndim - 1))
     chunks = padded.reshape(num_chunks, chunk_size, *x.shape[1:])
-    out = jax.lax.map(lambda c: denoise_fn(c, sigma), chunks)
+    _, out = jax.lax.scan(lambda carry, c: (carry, denoise_fn(c, sigma)), None, chunks,
+                          unroll=min(CHUNK_UNROLL, num_chunks))
     return out.reshape(padded.shape)[:depth]
 
 
