@@ -199,23 +199,11 @@ def flops(jitted, *args) -> float:
 
 def training_step(num_devices: int = 1):
     """(step fn, state, batch) of ``configs/train_phantom.py`` on random data, data-parallel
-    over ``num_devices`` devices."""
-    from iscs_jax import parallel
-    from train import loop
-
-    spec = importlib.util.spec_from_file_location("train_config", ROOT / "configs/train_phantom.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(None)
-    mesh = parallel.make_mesh(num_devices, "batch")
-    tx = loop.make_optimizer(config)
-    graphdef, state = loop.create_train_state(config, tx)
-    state = loop.place_state(state, mesh)
-    step = loop.compile_train_step(graphdef, tx, config, mesh)
-    b, r = config.train.batch_size, config.data.resolution
-    batch = jax.device_put(np.random.default_rng(0).random((b, r, r), np.float32),
-                           parallel.leading_axis_sharding(mesh))
-    return step, state, batch
+    over ``num_devices`` devices (the setup of ``benchmarks/train.py``)."""
+    spec = importlib.util.spec_from_file_location("train_benchmark", ROOT / "benchmarks/train.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench.training_step(bench.load_config(ROOT / "configs/train_phantom.py"), num_devices)
 
 
 def rates(rounds: int) -> None:

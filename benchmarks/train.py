@@ -18,17 +18,18 @@ from iscs_jax import parallel  # noqa: E402
 from train import loop  # noqa: E402
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--config", default="configs/train_phantom.py", help="training config file")
-    parser.add_argument("--config_arg", default=None, help="e.g. 'smoke'")
-    parser.add_argument("--steps", type=int, default=5)
-    args = parser.parse_args()
-    spec = importlib.util.spec_from_file_location("train_config", args.config)
+def load_config(path, arg=None):
+    """``get_config(arg)`` of a training config file."""
+    spec = importlib.util.spec_from_file_location("train_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    config = module.get_config(args.config_arg)
-    mesh = parallel.make_mesh(config.parallel.num_devices, "batch")
+    return module.get_config(arg)
+
+
+def training_step(config, num_devices: int = 0):
+    """(jitted step, state, random batch) of ``config``, data-parallel over ``num_devices``
+    devices (0: all)."""
+    mesh = parallel.make_mesh(num_devices, "batch")
     tx = loop.make_optimizer(config)
     graphdef, state = loop.create_train_state(config, tx)
     state = loop.place_state(state, mesh)
@@ -36,6 +37,18 @@ def main():
     b, r = config.train.batch_size, config.data.resolution
     batch = jax.device_put(np.random.default_rng(0).random((b, r, r), np.float32),
                            parallel.leading_axis_sharding(mesh))
+    return step, state, batch
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", default="configs/train_phantom.py", help="training config file")
+    parser.add_argument("--config_arg", default=None, help="e.g. 'smoke'")
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args()
+    config = load_config(args.config, args.config_arg)
+    step, state, batch = training_step(config, config.parallel.num_devices)
+    b, r = config.train.batch_size, config.data.resolution
     t0 = time.perf_counter()
     state, metrics = step(state, batch)
     jax.block_until_ready(metrics)
@@ -46,7 +59,8 @@ def main():
     jax.block_until_ready(metrics)
     dt = (time.perf_counter() - t0) / args.steps
     n = sum(x.size for x in jax.tree.leaves(state["params"]))
-    print(f"params={n} batch={b} res={r} devices={mesh.size} compile+first={compile_s:.1f}s "
+    devices = len(batch.sharding.device_set)
+    print(f"params={n} batch={b} res={r} devices={devices} compile+first={compile_s:.1f}s "
           f"step={dt:.3f}s steps/s={1 / dt:.2f} samples/s={b / dt:.1f}")
 
 
