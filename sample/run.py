@@ -215,10 +215,12 @@ def run_noise_kinds(kinds, key, y, operator, denoise_fn, sigmas, x_init, config,
     bar = report.StepProgress(enabled=progress)
     results = {}
     for kind in kinds:
-        if sharded:  # compile this kind's programs: the initial draw and one step
+        if sharded:  # compile this kind's programs: the initial draw, a step, the final step
             warm_up = time.perf_counter()
             x = run_piece(kind, key, core.Window(None, 0, 0))
-            jax.block_until_ready(run_piece(kind, key, core.Window(x, 0, 1)))
+            x = jax.block_until_ready(run_piece(kind, key, core.Window(x, 0, 1)))
+            if config.sampler.final_denoise:
+                jax.block_until_ready(run_piece(kind, key, core.Window(x, len(sigmas), 0, True)))
             log(f"{kind}: compiled (and ran one step) in {time.perf_counter() - warm_up:.1f} s")
         draws, seconds = [], []
         for k in range(config.num_samples):
