@@ -170,11 +170,12 @@ def _single_device_runner(key, y, operator, denoise_fn, sigmas, x_init, config, 
     log(f"compiling the {config.sampler.name} sampler ({len(sigmas)} steps)...")
     start = time.perf_counter()
     index = jax.numpy.int32(0)
-    pieces = [(None, 0, False), ("x", 1, False)] + [("x", 0, True)] * config.sampler.final_denoise
     x_shape = jax.eval_shape(lambda: run_piece(every_kind[0], key, core.Window(None, 0, 0)))
+    pieces = [(None, 0, False), (x_shape, 1, False)]  # the initial draw, a step
+    pieces += [(x_shape, 0, True)] if config.sampler.final_denoise else []  # the final step
     for x, count, final in pieces:
-        _reconstruct_piece.lower(key, *args, index, x_shape if x else None, index, count=count,
-                                 final=final, **static).compile()
+        _reconstruct_piece.lower(key, *args, index, x, index, count=count, final=final,
+                                 **static).compile()
     log(f"compiled in {time.perf_counter() - start:.1f} s")
     return run_piece
 

@@ -7,10 +7,7 @@ shape and name, pseudo-inverse where one exists, and sharded == unsharded on
 1, 2 and 4 fake devices (one subprocess for all operators).
 """
 
-import json
-import os
 import pathlib
-import subprocess
 import sys
 
 import jax
@@ -20,13 +17,14 @@ import pytest
 
 from iscs_jax import operators
 from iscs_jax.operators import protocol
+from device_checks import run_check
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import operator_examples  # noqa: E402
 
 EXAMPLES = operator_examples.examples()
 NAMES = sorted(EXAMPLES)
-CHECK_SCRIPT = pathlib.Path(__file__).with_name("operator_contract_check.py")
+CHECK_SCRIPT = "operator_contract_check.py"
 
 
 def _random(shape, seed):
@@ -144,12 +142,7 @@ def test_gram_form_is_the_normal_operator(name):
 @pytest.fixture(scope="module")
 def sharded_report():
     """Runs `operator_contract_check.py` with 4 fake CPU devices; returns its JSON report."""
-    env = dict(os.environ)
-    env.pop("XLA_FLAGS", None)  # the script sets its own before importing jax
-    proc = subprocess.run([sys.executable, str(CHECK_SCRIPT)], env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_check(CHECK_SCRIPT)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -6,11 +6,6 @@ this process already imported it with one device). It prints measured numbers;
 the tests below assert on them.
 """
 
-import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -22,22 +17,16 @@ from iscs_jax import parallel
 from iscs_jax.operators.parallel_beam import ParallelBeam
 from iscs_jax.operators.zaxis import ZBlur
 from iscs_jax.samplers.sharded import reconstruct_sharded
+from device_checks import run_check
 
-CHECK_SCRIPT = pathlib.Path(__file__).with_name("parallel_check.py")
+CHECK_SCRIPT = "parallel_check.py"
 TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
 def multi_device():
     """Runs `parallel_check.py` with 4 fake CPU devices; returns its JSON report."""
-    root = CHECK_SCRIPT.parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(root), os.environ.get("PYTHONPATH", "")])}
-    env.pop("XLA_FLAGS", None)  # the script sets its own before importing jax
-    proc = subprocess.run([sys.executable, str(CHECK_SCRIPT)], env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_check(CHECK_SCRIPT)
 
 
 def test_sharded_reconstruction_matches_one_device(multi_device):

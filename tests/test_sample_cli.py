@@ -25,6 +25,7 @@ from iscs_jax.data import phantom
 from sample import cli, inputs, prior, report
 from sample.__main__ import main
 from sample.errors import UserError
+from device_checks import run_check
 
 REPO = Path(__file__).resolve().parents[1]
 RESOLUTION = 32
@@ -432,12 +433,7 @@ def _env(**extra):
 
 def test_every_sampler_by_name_on_one_and_four_devices(tmp_path):
     """``--config.sampler.name=NAME`` for every sampler: 4 fake devices give the 1-device result."""
-    env = _env()
-    env.pop("XLA_FLAGS", None)
-    done = subprocess.run([sys.executable, str(REPO / "tests" / "cli_devices_check.py"),
-                           str(tmp_path)], env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-4000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report = run_check("cli_devices_check.py", str(tmp_path), timeout=900)
     from iscs_jax import samplers
     for name in samplers.SAMPLERS:
         assert report[name] <= 1e-5, (name, report[name])

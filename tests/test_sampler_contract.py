@@ -10,11 +10,6 @@ Operators are small dense matrices per slice and the prior is Gaussian (test_sam
 
 import dataclasses
 import functools
-import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +19,7 @@ import pytest
 from iscs_jax import samplers
 from iscs_jax.samplers import SliceLayout, admm_tv, ddnm, dps
 from test_samplers import H, SIGMAS, W, DenseSlices, gaussian_denoiser, prior_mean, problem
+from device_checks import run_check
 
 NAMES = sorted(samplers.SAMPLERS)
 #: Small settings so the tests stay fast; a sampler missing here runs with its defaults.
@@ -112,20 +108,13 @@ def test_a_run_in_pieces_equals_the_whole_run(name):
 
 # --- 1, 2 and 4 fake devices -------------------------------------------------------------
 
-CHECK_SCRIPT = pathlib.Path(__file__).with_name("sampler_check.py")
+CHECK_SCRIPT = "sampler_check.py"
 
 
 @pytest.fixture(scope="module")
 def multi_device():
     """Runs `sampler_check.py` with 4 fake CPU devices; returns its JSON report."""
-    root = CHECK_SCRIPT.parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(root), os.environ.get("PYTHONPATH", "")])}
-    env.pop("XLA_FLAGS", None)  # the script sets its own before importing jax
-    proc = subprocess.run([sys.executable, str(CHECK_SCRIPT)], env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_check(CHECK_SCRIPT, timeout=900)
 
 
 @pytest.mark.parametrize("name", NAMES)

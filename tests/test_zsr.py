@@ -1,10 +1,5 @@
 """Tests of operators.zsr (z super-resolution): adjoint, pseudo-inverse, baselines, sharding."""
 
-import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -12,8 +7,9 @@ import numpy as np
 import pytest
 
 from iscs_jax.operators.zsr import ZSuperResolution, linear_weights
+from device_checks import run_check
 
-CHECK_SCRIPT = pathlib.Path(__file__).with_name("zsr_parallel_check.py")
+CHECK_SCRIPT = "zsr_parallel_check.py"
 
 
 def _dense(op, shape):
@@ -92,14 +88,7 @@ def test_coupling_and_validation():
 @pytest.fixture(scope="module")
 def multi_device():
     """Runs `zsr_parallel_check.py` with 4 fake CPU devices; returns its JSON report."""
-    root = CHECK_SCRIPT.parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(root), os.environ.get("PYTHONPATH", "")])}
-    env.pop("XLA_FLAGS", None)
-    proc = subprocess.run([sys.executable, str(CHECK_SCRIPT)], env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_check(CHECK_SCRIPT)
 
 
 def test_sharded_normal_operator_matches_unsharded(multi_device):
