@@ -12,6 +12,11 @@ VJP that builds the flipped, transposed HWIO kernel explicitly (behind an optimi
 barrier, so XLA cannot fold it back into the labels); every other convolution is
 `jax.lax.conv_general_dilated` itself. The forward pass and both gradients are the same
 maths as JAX's own; pass it to ``nnx.Conv(..., conv_general_dilated=...)``.
+
+A 1x1 convolution of that kind is a matrix product over channels: it runs as one
+(``einsum``), whose kernel gradient XLA:CPU computes in place where a convolution's first
+transposes the whole input to put the batch innermost (a U-Net training step on
+``configs/train_phantom.py``: 1x1 kernel gradients 3x faster, forward 1.5-2x).
 """
 
 from __future__ import annotations
@@ -76,7 +81,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          precision=None, **kwargs):
     """`jax.lax.conv_general_dilated` (same arguments), with the loop-friendly input gradient
-    for stride-1 NHWC/HWIO convolutions (see the module docstring).
+    for stride-1 NHWC/HWIO convolutions and 1x1 ones as channel products (see the module
+    docstring).
 
     Args:
       lhs: ``[B, H, W, C_in]`` input (other ranks and layouts go to `jax.lax`).
@@ -85,10 +91,13 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
         feature_group_count, precision, **kwargs: as for `jax.lax.conv_general_dilated`.
 
     Returns:
-      ``[B, H', W', C_out]``, exactly `jax.lax.conv_general_dilated`'s value.
+      ``[B, H', W', C_out]``, `jax.lax.conv_general_dilated`'s value (exactly, but for 1x1
+      kernels: the same sums, in a float order of their own).
     """
     pads = _custom_pads(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                         dimension_numbers, feature_group_count, kwargs)
+    if pads is not None and rhs.shape[:2] == (1, 1) and pads == ((0, 0), (0, 0)):
+        return jnp.einsum("bhwi,io->bhwo", lhs, rhs[0, 0], precision=precision)
     if pads is None:
         return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
                                         rhs_dilation, dimension_numbers, feature_group_count,

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from iscs_jax.models import conv
+from iscs_jax.models.norm import GroupNorm
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,57 +64,6 @@ def _groups(width: int, groups: int) -> int:
     return max(g for g in range(1, min(groups, width) + 1) if width % g == 0)
 
 
-#: Feature maps with at least this many pixels get their GroupNorm sums from a matrix
-#: product (BLAS runs it on every core); smaller maps use a plain reduction.
-MATMUL_STATS_MIN_PIXELS = 32 * 32
-
-
-def _pixel_sums(x: jax.Array) -> jax.Array:
-    """``[B, P, C] -> [B, 2, C]``: per-channel sums of x and of x^2 over the P pixels.
-
-    Large maps: two batched products ``ones [B, 1, P] @ x [B, P, C]``, which read x
-    in its own layout (stacking x and x^2 into one operand costs a transposing copy).
-    """
-    if x.shape[1] < MATMUL_STATS_MIN_PIXELS:
-        return jnp.stack([jnp.sum(x, axis=1), jnp.sum(x * x, axis=1)], axis=1)
-    ones = jnp.ones((x.shape[0], 1, x.shape[1]), x.dtype)
-    sums = [jnp.einsum("bqp,bpc->bqc", ones, v, precision=jax.lax.Precision.HIGHEST)
-            for v in (x, x * x)]
-    return jnp.concatenate(sums, axis=1)
-
-
-class GroupNorm(nnx.Module):
-    """Group normalisation of ``[B, H, W, C]`` over (H, W, channels of a group).
-
-    The same parameters (``scale``, ``bias`` ``[C]``) and maths as `flax.nnx.GroupNorm`
-    (variance E[x^2] - E[x]^2 clipped at 0, epsilon 1e-6), so checkpoints of either
-    load into the other; the statistics of large maps are matrix products
-    (`MATMUL_STATS_MIN_PIXELS`), which XLA:CPU spreads over the cores, where the
-    reduction it emits for ``mean`` runs on one.
-    """
-
-    def __init__(self, num_features: int, num_groups: int, *, epsilon: float = 1e-6,
-                 rngs: nnx.Rngs | None = None):
-        del rngs  # deterministic initialisation (ones, zeros), as flax's GroupNorm
-        if num_features % num_groups:
-            raise ValueError(f"GroupNorm: {num_groups} groups must divide {num_features} "
-                             "features.")
-        self.num_groups, self.epsilon = num_groups, epsilon
-        self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
-        self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        b, h, w, c = x.shape
-        sums = _pixel_sums(x.reshape(b, h * w, c))  # [B, 2, C]
-        group_size = c // self.num_groups
-        moments = sums.reshape(b, 2, self.num_groups, group_size).sum(-1) / (h * w * group_size)
-        mean, mean_sq = moments[:, 0], moments[:, 1]  # [B, G]
-        var = jnp.maximum(mean_sq - mean * mean, 0.0)
-        mean = jnp.repeat(mean, group_size, axis=1)[:, None, None, :]
-        mul = jnp.repeat(jax.lax.rsqrt(var + self.epsilon), group_size, axis=1)
-        return (x - mean) * (mul * self.scale[...])[:, None, None, :] + self.bias[...]
-
-
 def sinusoidal_embedding(c_noise: jax.Array, dim: int) -> jax.Array:
     """``[B] -> [B, dim]`` sinusoidal features of the noise conditioning."""
     half = dim // 2
@@ -142,9 +92,9 @@ class ResBlock(nnx.Module):
         self.skip = _conv_layer(cin, cout, (1, 1), rngs=rngs) if cin != cout else None
 
     def __call__(self, x: jax.Array, emb: jax.Array) -> jax.Array:
-        h = self.conv1(jax.nn.silu(self.norm1(x)))
+        h = self.conv1(self.norm1(x, silu=True))
         h = h + self.emb(emb)[:, None, None, :]
-        h = self.conv2(jax.nn.silu(self.norm2(h)))
+        h = self.conv2(self.norm2(h, silu=True))
         return h + (x if self.skip is None else self.skip(x))
 
 
@@ -233,7 +183,7 @@ class UNet(nnx.Module):
             if h.shape[1] != skip.shape[1]:
                 h = _upsample(h)
             h = level(jnp.concatenate([h, skip], axis=-1), emb)
-        out = self.conv_out(jax.nn.silu(self.norm_out(h)))
+        out = self.conv_out(self.norm_out(h, silu=True))
         return out[..., 0] if squeeze else out
 
 
