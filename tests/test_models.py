@@ -109,17 +109,17 @@ def test_conv_input_gradient_in_a_loop_keeps_the_kernel_layout():
     np.testing.assert_allclose(loop(x), reference, rtol=1e-4, atol=1e-4)
 
 
-def test_one_by_one_conv_is_a_channel_product():
-    """1x1 kernels run as an einsum (no convolution in the compiled program), same values."""
+def test_one_by_one_kernel_gradient_is_a_matrix_product():
+    """The 1x1 kernel gradient runs as an einsum (no convolution in its compiled program)."""
     x = jax.random.normal(jax.random.key(9), (2, 8, 8, 6))
     w = jax.random.normal(jax.random.key(10), (1, 1, 6, 4))
+    g = jax.random.normal(jax.random.key(11), (2, 8, 8, 4))
     dn = ("NHWC", "HWIO", "NHWC")
-    grads = jax.jit(jax.grad(lambda x, w: jnp.sum(conv.conv_general_dilated(
-        x, w, (1, 1), "SAME", dimension_numbers=dn) ** 2), argnums=(0, 1)))
-    assert "convolution(" not in grads.lower(x, w).compile().as_text()
-    value = conv.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn)
-    np.testing.assert_allclose(value, jnp.einsum("bhwi,io->bhwo", x, w[0, 0]), rtol=1e-6,
-                               atol=1e-6)
+    kernel_grad = jax.jit(jax.grad(lambda w, x, g: jnp.sum(g * conv.conv_general_dilated(
+        x, w, (1, 1), "SAME", dimension_numbers=dn))))  # x, g arguments: nothing to fold
+    assert "convolution(" not in kernel_grad.lower(w, x, g).compile().as_text()
+    np.testing.assert_allclose(kernel_grad(w, x, g),
+                               jnp.einsum("bhwi,bhwo->io", x, g)[None, None], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("size,groups", [(8, 2), (32, 4)])  # 32x32: matrix-product statistics
