@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Mapping
 
@@ -81,11 +82,21 @@ def format_table(metrics: Mapping[str, Mapping]) -> str:
     return "\n".join(lines)
 
 
-def _free_name(parent: Path, stem: str) -> Path:
-    path, suffix = parent / stem, 1
-    while path.exists():
-        path, suffix = parent / f"{stem}_{suffix}", suffix + 1
-    return path
+def _claim_name(parent: Path, stem: str) -> Path:
+    """Creates and returns the first free folder of ``parent/stem``, ``stem_1``, ...
+
+    ``mkdir`` claims the name atomically, so runs finishing in the same second (or
+    processes sharing a results folder) never pick the same one; renaming the finished
+    folder onto the claimed empty one then replaces it.
+    """
+    suffix = 0
+    while True:
+        path = parent / (stem if suffix == 0 else f"{stem}_{suffix}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            suffix += 1
 
 
 @contextlib.contextmanager
@@ -101,12 +112,17 @@ def result_folder(parent: str | os.PathLike):
     missing = [p for p in (parent, *parent.parents) if not p.exists()]
     parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    handle = _Folder(parent / f".tmp-{stamp}-{os.getpid()}")
-    handle.path.mkdir()
+    handle = _Folder(parent / f".tmp-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    handle.path.mkdir()  # (not tempfile.mkdtemp: the folder keeps the user's umask)
     try:
         yield handle
-        handle.final = _free_name(parent, stamp)
-        os.rename(handle.path, handle.final)
+        final = _claim_name(parent, stamp)
+        try:
+            os.rename(handle.path, final)  # onto the claimed empty folder
+        except OSError:
+            final.rmdir()
+            raise
+        handle.final = final
     finally:
         if handle.path.exists():
             shutil.rmtree(handle.path, ignore_errors=True)

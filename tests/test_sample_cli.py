@@ -332,6 +332,21 @@ def test_result_folder_is_atomic(tmp_path):
                                                                second.final.name])
 
 
+def test_result_folders_finishing_together_get_distinct_names(tmp_path):
+    """Runs finishing in the same second (threads here; processes alike) never share a name."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one_run(i):
+        with report.result_folder(tmp_path) as folder:
+            (folder.path / "run.txt").write_text(str(i))
+        return folder.final
+
+    with ThreadPoolExecutor(8) as pool:
+        finals = list(pool.map(one_run, range(16)))
+    assert len(set(finals)) == 16
+    assert sorted((f / "run.txt").read_text() for f in finals) == sorted(map(str, range(16)))
+
+
 def write_tiny_prior(folder, channels=1, resolution=16):
     """An untrained tiny U-Net in the `iscs_jax.priors.format` files (NAME.json + NAME.msgpack)."""
     from flax import nnx
