@@ -64,7 +64,11 @@ def _moments(x: jax.Array, groups: int, epsilon: float):
 def group_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, groups: int,
                epsilon: float) -> jax.Array:
     """Group normalisation of ``x [B, H, W, C]`` with per-channel ``scale``, ``bias [C]``."""
-    mean, rstd = _moments(x, groups, epsilon)
+    return _affine(x, *_moments(x, groups, epsilon), scale, bias)
+
+
+def _affine(x, mean, rstd, scale, bias):
+    """``(x - mean) / std * scale + bias`` from the per-channel `_moments`."""
     return (x - mean) * (rstd * scale) + bias
 
 
@@ -80,8 +84,7 @@ def group_norm_silu(x: jax.Array, scale: jax.Array, bias: jax.Array, groups: int
 
 def _group_norm_silu_fwd(x, scale, bias, groups, epsilon):
     mean, rstd = _moments(x, groups, epsilon)
-    y = (x - mean) * (rstd * scale) + bias
-    return jax.nn.silu(y), (x, scale, bias, mean, rstd)
+    return jax.nn.silu(_affine(x, mean, rstd, scale, bias)), (x, scale, bias, mean, rstd)
 
 
 def _group_norm_silu_bwd(groups, epsilon, residuals, dz):
