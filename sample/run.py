@@ -18,6 +18,7 @@ import numpy as np
 
 from iscs_jax import figures, io, metrics, noise, operators, parallel, samplers, sde
 from iscs_jax.data import prepare
+from iscs_jax.denoiser import Denoiser
 from iscs_jax.samplers import core, renoise
 from sample import inputs as inputs_lib
 from sample import prior as prior_lib
@@ -142,15 +143,16 @@ def switch_noise(kinds: tuple[str, ...], index: jax.Array):
     return noise_fn
 
 
-@functools.partial(jax.jit, static_argnames=("sampler", "operator", "denoise_fn", "kinds",
-                                             "settings", "count", "final"))
-def _reconstruct_piece(key, y, x_init, sigmas, kind_index, x, first, *, sampler, operator,
-                       denoise_fn, kinds, settings, count, final):
+@functools.partial(jax.jit, static_argnames=("sampler", "operator", "kinds", "settings",
+                                             "count", "final"))
+def _reconstruct_piece(key, y, x_init, sigmas, kind_index, x, first, denoiser, *, sampler,
+                       operator, kinds, settings, count, final):
     """A piece of one reconstruction (`core.Window(x, first, count, final)`); module level so
     repeated runs reuse the compilation, and free of host callbacks so JAX's persistent
-    cache keeps it."""
+    cache keeps it. ``denoiser`` is a `Denoiser` argument: its weights are inputs of the
+    program, not constants in it."""
     return samplers.get_sampler(sampler)(
-        key, y, operator, denoise_fn, noise=switch_noise(kinds, kind_index), sigmas=sigmas,
+        key, y, operator, denoiser, noise=switch_noise(kinds, kind_index), sigmas=sigmas,
         x_init=x_init, window=core.Window(x, first, count, final), **dict(settings))
 
 
@@ -158,13 +160,14 @@ def _single_device_runner(key, y, operator, denoise_fn, sigmas, x_init, config, 
     """``(kind, key, window) -> piece`` on one device; compiled once (before the first run) for
     every noise kind: the initial draw, the step and, with ``final_denoise``, the final step."""
     every_kind = tuple(sorted(noise.NOISE_KINDS))  # one compilation serves every selection
-    static = dict(sampler=config.sampler.name, operator=operator, denoise_fn=denoise_fn,
-                  kinds=every_kind, settings=tuple(sorted(sampler_kwargs(config).items())))
+    static = dict(sampler=config.sampler.name, operator=operator, kinds=every_kind,
+                  settings=tuple(sorted(sampler_kwargs(config).items())))
     args = (y, x_init, jax.numpy.asarray(sigmas))
+    denoiser = Denoiser.of(denoise_fn)
 
     def run_piece(kind, k, window):
         return _reconstruct_piece(k, *args, jax.numpy.int32(every_kind.index(kind)), window.x,
-                                  jax.numpy.int32(window.first), count=window.count,
+                                  jax.numpy.int32(window.first), denoiser, count=window.count,
                                   final=window.final, **static)
 
     log(f"compiling the {config.sampler.name} sampler ({len(sigmas)} steps)...")
@@ -174,8 +177,8 @@ def _single_device_runner(key, y, operator, denoise_fn, sigmas, x_init, config, 
     pieces = [(None, 0, False), (x_shape, 1, False)]  # the initial draw, a step
     pieces += [(x_shape, 0, True)] if config.sampler.final_denoise else []  # the final step
     for x, count, final in pieces:
-        _reconstruct_piece.lower(key, *args, index, x, index, count=count, final=final,
-                                 **static).compile()
+        _reconstruct_piece.lower(key, *args, index, x, index, denoiser, count=count,
+                                 final=final, **static).compile()
     log(f"compiled in {time.perf_counter() - start:.1f} s")
     return run_piece
 

@@ -101,3 +101,32 @@ def test_parameterisation_must_fit_the_architecture(tmp_path):
     prior_format.write(str(tmp_path / "wrong"), wrong, params)
     with pytest.raises(ValueError, match="must have parameterisation 'edm'"):
         priors.load(str(tmp_path / "wrong"))
+
+
+def test_loaded_weights_are_program_inputs_not_constants():
+    """Passed to jit as an argument, a prior's `Denoiser` keeps its weights out of the program
+    (a closure over it compiles them in as constants); both give the same values."""
+    from iscs_jax.denoiser import Denoiser
+
+    prior = priors.load("phantom64")
+    assert isinstance(prior.denoise_fn, Denoiser)
+    x = jax.numpy.asarray(np.random.default_rng(0).random((2, 64, 64)), jax.numpy.float32)
+    as_argument = jax.jit(lambda d, x: d(x, 0.5))
+    closed_over = jax.jit(lambda x: prior.denoise_fn(x, 0.5))
+    argument_text = as_argument.lower(prior.denoise_fn, x).as_text()
+    closure_text = closed_over.lower(x).as_text()
+    assert len(argument_text) * 5 < len(closure_text)
+    np.testing.assert_allclose(as_argument(prior.denoise_fn, x), closed_over(x), atol=1e-5)
+
+
+def test_a_plain_denoise_fn_wraps_into_an_equal_denoiser():
+    """The same plain function gives equal pytree structures (jit reuses its compilation)."""
+    from iscs_jax.denoiser import Denoiser
+
+    def fn(x, sigma):
+        return x / (1.0 + sigma**2)
+
+    first, second = Denoiser.of(fn), Denoiser.of(fn)
+    assert jax.tree.structure(first) == jax.tree.structure(second)
+    assert Denoiser.of(first) is first
+    np.testing.assert_allclose(first(np.ones((1, 4, 4), np.float32), 1.0), 0.5)

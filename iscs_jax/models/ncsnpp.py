@@ -26,7 +26,7 @@ import numpy as np
 from flax import nnx
 
 from iscs_jax.models import conv, fir
-from iscs_jax.sde import DenoiseFn
+from iscs_jax.denoiser import Denoiser
 
 #: Fields whose value must be exactly this (the variants we do not implement).
 _FIXED = {"resblock_type": ("biggan",), "fir": (True,), "progressive": ("none",),
@@ -316,18 +316,25 @@ def make_score_fn(graphdef: nnx.GraphDef, state: nnx.State) -> ScoreFn:
     return score
 
 
-def make_denoise_fn(graphdef: nnx.GraphDef, state: nnx.State) -> DenoiseFn:
-    """``DenoiseFn(x [n, H, W], sigma scalar or [n]) -> x0_hat = x + sigma^2 score`` (C = 1)."""
-    score = make_score_fn(graphdef, state)
+def make_denoise_fn(graphdef: nnx.GraphDef, state: nnx.State) -> Denoiser:
+    """``DenoiseFn(x [n, H, W], sigma scalar or [n]) -> x0_hat = x + sigma^2 score`` (C = 1).
 
-    def channel_score(x: jax.Array, sigma: jax.Array) -> jax.Array:
-        sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), x.shape[:1])
-        return score(x[..., None], sigma)[..., 0]
+    A `iscs_jax.denoiser.Denoiser`: its weights are pytree leaves (runtime inputs when it is
+    passed to ``jax.jit`` as an argument, not constants compiled into the program).
+    """
+    return Denoiser(_TweedieApply(graphdef), state)
 
-    def denoise(x: jax.Array, sigma: jax.Array) -> jax.Array:
+
+@dataclasses.dataclass(frozen=True)
+class _TweedieApply:
+    """``apply(state, x, sigma)`` of `make_denoise_fn` (static: the architecture)."""
+
+    graphdef: nnx.GraphDef
+
+    def __call__(self, state: nnx.State, x: jax.Array, sigma: jax.Array) -> jax.Array:
         chex.assert_rank(x, 3)
         sigma = jnp.asarray(sigma, jnp.float32)
+        per_image = jnp.broadcast_to(sigma, x.shape[:1])
+        score = nnx.merge(self.graphdef, state)(x[..., None], per_image)[..., 0]
         sigma_b = sigma[:, None, None] if sigma.ndim == 1 else sigma
-        return x + sigma_b**2 * channel_score(x, sigma)
-
-    return denoise
+        return x + sigma_b**2 * score

@@ -11,6 +11,8 @@ data; 0 gives the plain EDM form).
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Callable
 
 import chex
@@ -18,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from iscs_jax.sde import DenoiseFn
+from iscs_jax.denoiser import Denoiser
 
 NetFn = Callable[[jax.Array, jax.Array], jax.Array]  # F(x [B,H,W], c_noise [B]) -> [B,H,W]
 
@@ -58,17 +60,28 @@ def precondition(net: NetFn, x: jax.Array, sigma: jax.Array, sigma_data: float,
 
 
 def make_denoise_fn(graphdef: nnx.GraphDef, state: nnx.State, sigma_data: float,
-                    data_mean: float = 0.0) -> DenoiseFn:
+                    data_mean: float = 0.0) -> Denoiser:
     """A pure, jit-able ``DenoiseFn(x [n, H, W], sigma scalar or [n]) -> x0_hat [n, H, W]``.
+
+    A `iscs_jax.denoiser.Denoiser` (its weights are pytree leaves: passed to ``jax.jit`` as
+    an argument they stay runtime inputs instead of constants compiled into the program).
 
     Args:
       graphdef: the U-Net's graph definition (from ``nnx.split``).
       state: its parameters (e.g. the EMA parameters).
       sigma_data, data_mean: the preconditioning constants used in training.
     """
+    return Denoiser(_EDMApply(graphdef, float(sigma_data), float(data_mean)), state)
 
-    def denoise(x: jax.Array, sigma: jax.Array) -> jax.Array:
-        model = nnx.merge(graphdef, state)
-        return precondition(model, x, sigma, sigma_data, data_mean)
 
-    return denoise
+@dataclasses.dataclass(frozen=True)
+class _EDMApply:
+    """``apply(state, x, sigma)`` of `make_denoise_fn` (static: architecture and constants)."""
+
+    graphdef: nnx.GraphDef
+    sigma_data: float
+    data_mean: float
+
+    def __call__(self, state: nnx.State, x: jax.Array, sigma: jax.Array) -> jax.Array:
+        model = nnx.merge(self.graphdef, state)
+        return precondition(model, x, sigma, self.sigma_data, self.data_mean)
