@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from iscs_jax import priors
+from iscs_jax.denoiser import Denoiser
 from iscs_jax.priors import format as prior_format
 
 
@@ -106,8 +107,6 @@ def test_parameterisation_must_fit_the_architecture(tmp_path):
 def test_loaded_weights_are_program_inputs_not_constants():
     """Passed to jit as an argument, a prior's `Denoiser` keeps its weights out of the program
     (a closure over it compiles them in as constants); both give the same values."""
-    from iscs_jax.denoiser import Denoiser
-
     prior = priors.load("phantom64")
     assert isinstance(prior.denoise_fn, Denoiser)
     x = jax.numpy.asarray(np.random.default_rng(0).random((2, 64, 64)), jax.numpy.float32)
@@ -121,7 +120,6 @@ def test_loaded_weights_are_program_inputs_not_constants():
 
 def test_a_plain_denoise_fn_wraps_into_an_equal_denoiser():
     """The same plain function gives equal pytree structures (jit reuses its compilation)."""
-    from iscs_jax.denoiser import Denoiser
 
     def fn(x, sigma):
         return x / (1.0 + sigma**2)

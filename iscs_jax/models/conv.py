@@ -43,19 +43,20 @@ def _conv(x, w, pads, precision):
     return _plain(x, w, pads, precision)
 
 
-def _is_pointwise(w, pads) -> bool:
-    return w.shape[:2] == (1, 1) and pads == ((0, 0), (0, 0))
+def _is_pointwise(w) -> bool:
+    """A 1x1 kernel (`_custom_pads` admits only zero padding for it)."""
+    return w.shape[:2] == (1, 1)
 
 
 def _conv_fwd(x, w, pads, precision):
-    if _is_pointwise(w, pads):  # under differentiation only: see the module docstring
+    if _is_pointwise(w):  # under differentiation only: see the module docstring
         return jnp.einsum("bhwi,io->bhwo", x, w[0, 0], precision=precision), (x, w)
     return _plain(x, w, pads, precision), (x, w)
 
 
 def _conv_bwd(pads, precision, residuals, g):
     x, w = residuals
-    if _is_pointwise(w, pads):
+    if _is_pointwise(w):
         return (jnp.einsum("bhwo,io->bhwi", g, w[0, 0], precision=precision),
                 jnp.einsum("bhwi,bhwo->io", x, g, precision=precision)[None, None])
     kh, kw = w.shape[:2]

@@ -335,6 +335,6 @@ class _TweedieApply:
         chex.assert_rank(x, 3)
         sigma = jnp.asarray(sigma, jnp.float32)
         per_image = jnp.broadcast_to(sigma, x.shape[:1])
-        score = nnx.merge(self.graphdef, state)(x[..., None], per_image)[..., 0]
+        score = make_score_fn(self.graphdef, state)(x[..., None], per_image)[..., 0]
         sigma_b = sigma[:, None, None] if sigma.ndim == 1 else sigma
         return x + sigma_b**2 * score

@@ -12,7 +12,6 @@ data; 0 gives the plain EDM form).
 from __future__ import annotations
 
 import dataclasses
-
 from typing import Callable
 
 import chex
