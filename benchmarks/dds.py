@@ -23,11 +23,17 @@ geometric-centre convention) on 1 and 2 threads (slices split over a thread pool
 The rates section divides the XLA cost-analysis FLOPs of the denoiser (a chunk of
 8 slices of 64x64) and of a ``train_phantom`` training step by their times, as a
 fraction of a jitted 2048x2048 float32 matmul's rate measured in the same run.
+
+Everything is compiled as the CLI and the trainer compile it, with
+`iscs_jax.xla_options` (on CPU, for these narrow U-Nets: convolutions by XLA on
+every core, not YNNPACK on one); the rates section also times the denoiser with
+XLA's defaults (``denoiser, XLA defaults``) for comparison.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import os
 import sys
@@ -57,7 +63,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from iscs_jax import noise, priors, samplers  # noqa: E402
+from iscs_jax import noise, priors, samplers, xla_options  # noqa: E402
 from iscs_jax.denoise_sharding import shard_denoiser  # noqa: E402
 from iscs_jax.models import UNet, make_denoise_fn  # noqa: E402
 from iscs_jax.models.unet import UNetConfig  # noqa: E402
@@ -114,17 +120,19 @@ def step_breakdown(name: str, rounds: int) -> None:
     noise_fn = noise.make_noise_fn("iscs")
 
     sigmas = jnp.geomspace(1.0, 0.05, 30).astype(jnp.float32)
-    one_step = jax.jit(lambda k, yy, xi: samplers.reconstruct(
+    # compiled as the CLI compiles its sampler (`xla_options.for_denoiser`)
+    jit = functools.partial(jax.jit, compiler_options=xla_options.for_denoiser(denoise_fn) or None)
+    one_step = jit(lambda k, yy, xi: samplers.reconstruct(
         k, yy, op, denoise_fn, noise="iscs", sigmas=sigmas, cg_iters=CG_ITERS, rho=0.0,
         chunk_size=CHUNK, window=core.Window(xi, 0, 1)))
 
     parts = {
-        "denoiser": (jax.jit(lambda v: denoise_volume(denoise_fn, v, sigma)), x),
-        "CG": (jax.jit(lambda v: cg.normal_equations(op, aty, v, 0.0, CG_ITERS)), x),
-        "A": (jax.jit(op.A), x),
-        "AT": (jax.jit(op.AT), y),
-        "noise": (jax.jit(lambda k: noise_fn(k, ids, slices, (size, size))), key),
-        "re-noise": (jax.jit(lambda v: renoise.renoise(v, v, v, sigma, 0.5 * sigma, mode="dds",
+        "denoiser": (jit(lambda v: denoise_volume(denoise_fn, v, sigma)), x),
+        "CG": (jit(lambda v: cg.normal_equations(op, aty, v, 0.0, CG_ITERS)), x),
+        "A": (jit(op.A), x),
+        "AT": (jit(op.AT), y),
+        "noise": (jit(lambda k: noise_fn(k, ids, slices, (size, size))), key),
+        "re-noise": (jit(lambda v: renoise.renoise(v, v, v, sigma, 0.5 * sigma, mode="dds",
                                                       eta=0.85)), x),
     }
     fns = {k: (lambda f=f, a=a: f(a)) for k, (f, a) in parts.items()}
@@ -215,10 +223,13 @@ def rates(rounds: int) -> None:
     matrix = jnp.asarray(np.random.default_rng(3).random((2048, 2048)), jnp.float32)
     matmul = jax.jit(lambda m: m @ m)
     n = jax.device_count()
-    denoisers = {"denoiser": jax.jit(denoise_fn)}
+    options = xla_options.for_denoiser(denoise_fn) or None
+    denoisers = {"denoiser": jax.jit(denoise_fn, compiler_options=options),
+                 "denoiser, XLA defaults": jax.jit(denoise_fn)}
     steps = {"train step": training_step(1)}
     if n > 1:
-        denoisers[f"denoiser/{n} dev"] = jax.jit(shard_denoiser(denoise_fn))
+        denoisers[f"denoiser/{n} dev"] = jax.jit(shard_denoiser(denoise_fn),
+                                                 compiler_options=options)
         steps[f"train/{n} dev"] = training_step(n)
     # The same work on any device count: XLA's cost analysis of a sharded program counts
     # one device's share, so every variant is credited with the one-device FLOPs.
@@ -241,7 +252,7 @@ def rates(rounds: int) -> None:
     print(f"\n[rates] jitted 2048^2 matmul: {peak / 1e9:.0f} GFLOP/s ({n} device(s) visible)")
     for name in list(denoisers) + list(steps):
         rate = work[name] / t[name]
-        print(f"  {name:<15} {t[name] * 1e3:8.1f} ms  {work[name] / 1e9:6.2f} GFLOP  "
+        print(f"  {name:<22} {t[name] * 1e3:8.1f} ms  {work[name] / 1e9:6.2f} GFLOP  "
               f"{rate / 1e9:6.1f} GFLOP/s  {rate / peak:5.2f} of the matmul rate")
 
 

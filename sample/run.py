@@ -16,7 +16,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from iscs_jax import figures, io, metrics, noise, operators, parallel, samplers, sde
+from iscs_jax import (figures, io, metrics, noise, operators, parallel, samplers, sde,
+                      xla_options)
 from iscs_jax.data import prepare
 from iscs_jax.denoiser import Denoiser
 from iscs_jax.samplers import core, renoise
@@ -143,8 +144,6 @@ def switch_noise(kinds: tuple[str, ...], index: jax.Array):
     return noise_fn
 
 
-@functools.partial(jax.jit, static_argnames=("sampler", "operator", "kinds", "settings",
-                                             "count", "final"))
 def _reconstruct_piece(key, y, x_init, sigmas, kind_index, x, first, denoiser, *, sampler,
                        operator, kinds, settings, count, final):
     """A piece of one reconstruction (`core.Window(x, first, count, final)`); module level so
@@ -156,6 +155,14 @@ def _reconstruct_piece(key, y, x_init, sigmas, kind_index, x, first, denoiser, *
         x_init=x_init, window=core.Window(x, first, count, final), **dict(settings))
 
 
+@functools.cache
+def _piece_program(options: tuple[tuple[str, str], ...]):
+    """`_reconstruct_piece` jitted once per process and set of compiler options
+    (`iscs_jax.xla_options.for_denoiser`, as sorted items)."""
+    return jax.jit(_reconstruct_piece, compiler_options=dict(options) or None, static_argnames=(
+        "sampler", "operator", "kinds", "settings", "count", "final"))
+
+
 def _single_device_runner(key, y, operator, denoise_fn, sigmas, x_init, config, log):
     """``(kind, key, window) -> piece`` on one device; compiled once (before the first run) for
     every noise kind: the initial draw, the step and, with ``final_denoise``, the final step."""
@@ -164,21 +171,23 @@ def _single_device_runner(key, y, operator, denoise_fn, sigmas, x_init, config, 
                   settings=tuple(sorted(sampler_kwargs(config).items())))
     args = (y, x_init, jax.numpy.asarray(sigmas))
     denoiser = Denoiser.of(denoise_fn)
+    program = _piece_program(tuple(sorted(xla_options.for_denoiser(denoiser).items())))
 
     def run_piece(kind, k, window):
-        return _reconstruct_piece(k, *args, jax.numpy.int32(every_kind.index(kind)), window.x,
-                                  jax.numpy.int32(window.first), denoiser, count=window.count,
-                                  final=window.final, **static)
+        return program(k, *args, jax.numpy.int32(every_kind.index(kind)), window.x,
+                       jax.numpy.int32(window.first), denoiser, count=window.count,
+                       final=window.final, **static)
 
     log(f"compiling the {config.sampler.name} sampler ({len(sigmas)} steps)...")
     start = time.perf_counter()
     index = jax.numpy.int32(0)
-    x_shape = jax.eval_shape(lambda: run_piece(every_kind[0], key, core.Window(None, 0, 0)))
+    x_shape = program.eval_shape(key, *args, index, None, index, denoiser, count=0,
+                                 final=False, **static)  # the initial draw's result
     pieces = [(None, 0, False), (x_shape, 1, False)]  # the initial draw, a step
     pieces += [(x_shape, 0, True)] if config.sampler.final_denoise else []  # the final step
     for x, count, final in pieces:
-        _reconstruct_piece.lower(key, *args, index, x, index, denoiser, count=count,
-                                 final=final, **static).compile()
+        program.lower(key, *args, index, x, index, denoiser, count=count, final=final,
+                      **static).compile()
     log(f"compiled in {time.perf_counter() - start:.1f} s")
     return run_piece
 

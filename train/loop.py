@@ -22,7 +22,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from iscs_jax import checkpoint, parallel
+from iscs_jax import checkpoint, parallel, xla_options
 from iscs_jax.models import UNet, UNetConfig, edm_loss_weight, precondition
 from train import data
 
@@ -143,11 +143,14 @@ def place_state(state, mesh):
 
 
 def compile_train_step(graphdef, tx, config, mesh):
-    """The jitted train step: state replicated, batch sharded on its leading axis."""
+    """The jitted train step: state replicated, batch sharded on its leading axis, compiled
+    with `iscs_jax.xla_options` for the U-Net's widest convolution."""
     step_fn = make_train_step(graphdef, tx, config)
     rep = parallel.replicated(mesh)
-    return jax.jit(step_fn, in_shardings=(rep, parallel.leading_axis_sharding(mesh)),
-                   out_shardings=(rep, rep), donate_argnums=0)
+    widest = config.model.base_width * max(config.model.channel_mults)
+    return xla_options.jit(step_fn, channels=widest, donate_argnums=0,
+                           in_shardings=(rep, parallel.leading_axis_sharding(mesh)),
+                           out_shardings=(rep, rep))
 
 
 def init_or_restore(config, workdir: str, tx, mesh):

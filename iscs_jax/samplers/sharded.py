@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from iscs_jax import parallel
+from iscs_jax import parallel, xla_options
 from iscs_jax.operators import protocol
 from iscs_jax.samplers import core, dispatch
 from iscs_jax.samplers.layout import SliceLayout, coupling, local_measurement
@@ -110,7 +110,7 @@ def _build_cached(sampler, operator, denoise_fn, mesh, num_slices, with_x_init, 
                              num_local, static_items, window_shape)
     mapped = jax.shard_map(body, mesh=mesh, in_specs=(whole, y_spec, sliced, whole, sliced, whole),
                            out_specs=sliced, check_vma=False)
-    return jax.jit(mapped)
+    return jax.jit(mapped, compiler_options=xla_options.for_denoiser(denoise_fn) or None)
 
 
 def _place_measurement(y, operator, mesh: Mesh, size: int) -> jax.Array:
