@@ -76,6 +76,23 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
+def replicate(tree, mesh: Mesh):
+    """Every array leaf of ``tree`` placed on every device of ``mesh`` (e.g. a denoiser's
+    weights, placed once and passed to each sharded call). Built with
+    ``jax.make_array_from_callback``, so in a multi-host run each process transfers to its
+    own devices only (every process must hold the same values); leaves already replicated on
+    ``mesh`` are kept as they are."""
+    sharding = replicated(mesh)
+
+    def place(leaf):
+        if isinstance(leaf, jax.Array) and leaf.sharding == sharding:
+            return leaf
+        host = np.asarray(leaf)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(place, tree)
+
+
 def padded_size(num_slices: int, num_devices: int) -> int:
     """The smallest multiple of ``num_devices`` that is >= ``num_slices``."""
     if num_slices < 1 or num_devices < 1:
