@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from iscs_jax.operators import ConeBeam, full_orbit_angles
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from iscs_jax.operators import ConeBeam, full_orbit_angles  # noqa: E402
 
 CASES = {"small": (64, 64, 128), "large": (128, 128, 256)}  # n, views, detector pixels
 

