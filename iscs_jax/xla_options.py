@@ -19,8 +19,9 @@ types.
 YNNPACK fusion types themselves in ``XLA_FLAGS`` (theirs are kept), or when
 this jaxlib does not know the option (checked once by compiling a one-element
 program). Pass it to your own ``jax.jit(..., compiler_options=...)`` around a
-sampler (`for_denoiser` picks it for a denoiser); the CLI, the trainer and the
-sharded sampler use `jit`.
+sampler (`for_denoiser` picks it for a denoiser), as the CLI's and the sharded
+sampler do; the trainer compiles its step with `jit`. JAX accepts compiler
+options on a top-level ``jax.jit`` only, not on one traced inside another.
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ YNN_FUSION_TYPES = "xla_cpu_experimental_ynn_fusion_type"
 #: jaxlib 0.10's default YNNPACK fusion types less ``INDIVIDUAL_CONVOLUTION``.
 YNN_WITHOUT_CONVOLUTIONS = ",".join(
     f"LIBRARY_FUSION_TYPE_{kind}" for kind in ("INDIVIDUAL_DOT", "DOT", "REDUCE"))
-
-
 #: Programs whose widest convolution has this many channels or more keep YNNPACK's
 #: convolutions (measured faster there at 128-256 channels; XLA's at 16-64).
 YNN_MIN_CHANNELS = 128

@@ -25,9 +25,10 @@ detector-to-line spacing |b| >= 1). Both directions are gathers: no scatter.
 Both directions loop over image lines (rows, or columns for the column-stepped
 angles): the forward projection scans the lines, each step gathering both taps
 of every (angle, detector) pair from two lines (`LINES_PER_STEP`) of each angle
-group into that group's ``[angles, detectors, B]`` accumulator; the adjoint scans the angles, each step gathering every line's
-pixels from one view. Internally a batch of slices is laid out last
-(``[H, W, B]``) so that each gathered element is a contiguous vector of B floats.
+group into that group's ``[angles, detectors, B]`` accumulator; the adjoint
+scans the angles, each step gathering every line's pixels from one view.
+Internally a batch of slices is laid out last (``[H, W, B]``) so that each
+gathered element is a contiguous vector of B floats.
 """
 
 from __future__ import annotations
