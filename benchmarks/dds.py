@@ -121,7 +121,7 @@ def step_breakdown(name: str, rounds: int) -> None:
 
     sigmas = jnp.geomspace(1.0, 0.05, 30).astype(jnp.float32)
     # compiled as the CLI compiles its sampler (`xla_options.for_denoiser`)
-    jit = functools.partial(jax.jit, compiler_options=xla_options.for_denoiser(denoise_fn) or None)
+    jit = functools.partial(xla_options.jit, denoiser=denoise_fn)
     one_step = jit(lambda k, yy, xi: samplers.reconstruct(
         k, yy, op, denoise_fn, noise="iscs", sigmas=sigmas, cg_iters=CG_ITERS, rho=0.0,
         chunk_size=CHUNK, window=core.Window(xi, 0, 1)))
@@ -223,13 +223,12 @@ def rates(rounds: int) -> None:
     matrix = jnp.asarray(np.random.default_rng(3).random((2048, 2048)), jnp.float32)
     matmul = jax.jit(lambda m: m @ m)
     n = jax.device_count()
-    options = xla_options.for_denoiser(denoise_fn) or None
-    denoisers = {"denoiser": jax.jit(denoise_fn, compiler_options=options),
+    denoisers = {"denoiser": xla_options.jit(denoise_fn, denoiser=denoise_fn),
                  "denoiser, XLA defaults": jax.jit(denoise_fn)}
     steps = {"train step": training_step(1)}
     if n > 1:
-        denoisers[f"denoiser/{n} dev"] = jax.jit(shard_denoiser(denoise_fn),
-                                                 compiler_options=options)
+        denoisers[f"denoiser/{n} dev"] = xla_options.jit(shard_denoiser(denoise_fn),
+                                                         denoiser=denoise_fn)
         steps[f"train/{n} dev"] = training_step(n)
     # The same work on any device count: XLA's cost analysis of a sharded program counts
     # one device's share, so every variant is credited with the one-device FLOPs.

@@ -19,8 +19,8 @@ types.
 YNNPACK fusion types themselves in ``XLA_FLAGS`` (theirs are kept), or when
 this jaxlib does not know the option (checked once by compiling a one-element
 program). Pass it to your own ``jax.jit(..., compiler_options=...)`` around a
-sampler (`for_denoiser` picks it for a denoiser), as the CLI's and the sharded
-sampler do; the trainer compiles its step with `jit`. JAX accepts compiler
+sampler (`for_denoiser` picks it for a denoiser), or build the program with
+`jit`, as the CLI, the sharded sampler and the trainer do. JAX accepts compiler
 options on a top-level ``jax.jit`` only, not on one traced inside another.
 """
 
@@ -92,12 +92,14 @@ def _cpu_options() -> tuple[tuple[str, str], ...]:
     return options
 
 
-def jit(fun, *, channels: int | None = None, **kwargs):
-    """``jax.jit(fun, **kwargs)`` compiled with ``compiler_options(channels=channels)``
-    (a ``compiler_options`` given here wins for the keys it names).
+def jit(fun, *, channels: int | None = None, denoiser=None, **kwargs):
+    """``jax.jit(fun, **kwargs)`` compiled with ``compiler_options(channels=channels)``, or
+    with `for_denoiser` of ``denoiser`` when one is given (a ``compiler_options`` given here
+    wins for the keys it names).
 
     The backend is read when this is called, so call it where the program is built,
     not at import time.
     """
-    options = {**compiler_options(channels=channels), **kwargs.pop("compiler_options", {})}
+    ours = compiler_options(channels=channels) if denoiser is None else for_denoiser(denoiser)
+    options = {**ours, **kwargs.pop("compiler_options", {})}
     return jax.jit(fun, compiler_options=options or None, **kwargs)

@@ -156,10 +156,10 @@ def _reconstruct_piece(key, y, x_init, sigmas, kind_index, x, first, denoiser, *
 
 
 @functools.cache
-def _piece_program(options: tuple[tuple[str, str], ...]):
-    """`_reconstruct_piece` jitted once per process and set of compiler options
-    (`iscs_jax.xla_options.for_denoiser`, as sorted items)."""
-    return jax.jit(_reconstruct_piece, compiler_options=dict(options) or None, static_argnames=(
+def _piece_program(channels: int | None):
+    """`_reconstruct_piece` jitted once per process and denoiser width (its widest
+    convolution, `iscs_jax.xla_options.conv_channels`), with the library's compiler options."""
+    return xla_options.jit(_reconstruct_piece, channels=channels, static_argnames=(
         "sampler", "operator", "kinds", "settings", "count", "final"))
 
 
@@ -171,7 +171,7 @@ def _single_device_runner(key, y, operator, denoise_fn, sigmas, x_init, config, 
                   settings=tuple(sorted(sampler_kwargs(config).items())))
     args = (y, x_init, jax.numpy.asarray(sigmas))
     denoiser = Denoiser.of(denoise_fn)
-    program = _piece_program(tuple(sorted(xla_options.for_denoiser(denoiser).items())))
+    program = _piece_program(xla_options.conv_channels(denoiser.weights))
 
     def run_piece(kind, k, window):
         return program(k, *args, jax.numpy.int32(every_kind.index(kind)), window.x,

@@ -121,7 +121,7 @@ def _build_cached(sampler, operator, denoise_fn, mesh, num_slices, with_x_init, 
     mapped = jax.shard_map(body, mesh=mesh,
                            in_specs=(whole, y_spec, sliced, whole, sliced, whole, whole),
                            out_specs=sliced, check_vma=False)
-    jitted = jax.jit(mapped, compiler_options=xla_options.for_denoiser(denoiser) or None)
+    jitted = xla_options.jit(mapped, denoiser=denoiser)
 
     def sharded(key, y, x_init, sigmas, x_window, first):
         return jitted(key, y, x_init, sigmas, x_window, first, weights)
