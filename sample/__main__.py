@@ -1,42 +1,33 @@
 """``python -m sample --config ct.py[:smoke] [--config.KEY=VALUE ...] [--workdir DIR]
-[--compilation_cache DIR|off] [--verbose]``.
+[--compilation_cache DIR|off] [--verbose]`` (installed: ``iscs-sample``).
 
-Reconstructs a volume (default: the embedded phantom) and writes
+Reconstructs a volume (default: the embedded chest CT slab) and writes
 ``<workdir>/<config>/<timestamp>/``, whose path is the last line printed.
 Input and config problems print one paragraph (no traceback unless
-``--verbose``) and exit with status 2.
+``--verbose``) and exit with status 2 (`iscs_jax.cli.main`).
 """
 
 from __future__ import annotations
 
 import sys
 
+from iscs_jax import cli as shared
+
+
+def _reconstruct(args) -> None:
+    from . import compilation_cache, run
+
+    compilation_cache.enable(args.compilation_cache)
+    folder = run.run(args.config, args.config_name, args.workdir)
+    if folder is not None:  # None on processes other than 0 (they write nothing)
+        print(folder)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    verbose = "--verbose" in argv or "-v" in argv
-    from sample import cli, compilation_cache, run
-    from sample.errors import UserError
+    from . import cli
 
-    try:
-        args = cli.parse_args(argv)
-        if args.help:
-            print(cli.USAGE)
-            return 0
-        compilation_cache.enable(args.compilation_cache)
-        folder = run.run(args.config, args.config_name, args.workdir)
-    except UserError as err:
-        if verbose:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("Interrupted: no result folder was written.", file=sys.stderr)
-        return 130
-    if folder is not None:  # None on processes other than 0 (they write nothing)
-        print(folder)
-    return 0
+    return shared.main(cli.PROGRAM, _reconstruct, argv)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,14 @@
-"""The one exception type the CLI turns into a short message (no traceback)."""
+"""The one exception type the CLI turns into a short message (no traceback): `UserError`,
+the shared command line's (`iscs_jax.cli`)."""
 
 from __future__ import annotations
 
 import contextlib
 
 from iscs_jax import io
+from iscs_jax.cli import UserError
 
-
-class UserError(Exception):
-    """A problem with the user's input or config; the message names it and the fix."""
+__all__ = ["UserError", "as_user_error"]
 
 
 @contextlib.contextmanager

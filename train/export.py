@@ -15,19 +15,27 @@ import sys
 
 import jax
 import ml_collections
-from absl import app, flags
-from absl import logging as absl_logging
-from iscs_jax import checkpoint, parallel, priors
+
+from iscs_jax import checkpoint, cli, parallel, priors
 from iscs_jax.data import nifti
 from iscs_jax.priors import format as prior_format
-from train import loop
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir.", required=True)
-_NAME = flags.DEFINE_string("name", None, "Prior name (file stem).", required=True)
-_OUT_DIR = flags.DEFINE_string("out_dir", priors.ASSETS_DIR, "Where to write the prior.")
-_TRAIN_COMMAND = flags.DEFINE_string(
-    "train_command", "python -m train --config configs/train_phantom.py --workdir {workdir}",
-    "The training command recorded in the metadata ({workdir} is filled in).")
+from . import loop
+
+PROGRAM = cli.Program(
+    name="python -m train.export",
+    summary="Writes the EMA parameters of a training run as a prior (NAME.msgpack + NAME.json).",
+    flags=(
+        cli.Flag("workdir", "training workdir (its newest good checkpoint is exported).",
+                 metavar="DIR"),
+        cli.Flag("name", "prior name (file stem).", metavar="NAME"),
+        cli.Flag("out_dir", "where to write the prior.", default=priors.ASSETS_DIR,
+                 metavar="DIR"),
+        cli.Flag("train_command", "the training command recorded in the metadata ({workdir} "
+                 "is filled in).",
+                 default="python -m train --config configs/train_phantom.py --workdir {workdir}",
+                 metavar="TEXT"),
+    ))
 
 
 def intensity(config: ml_collections.ConfigDict) -> dict:
@@ -104,14 +112,18 @@ def export(workdir: str, name: str, out_dir: str, command: str | None = None,
     return prior_format.write(os.path.join(out_dir, name), meta, ema)
 
 
-def main(argv):
-    del argv
-    absl_logging.set_verbosity(absl_logging.WARNING)
-    stem = export(_WORKDIR.value, _NAME.value, _OUT_DIR.value,
-                  command=_TRAIN_COMMAND.value.format(workdir=_WORKDIR.value),
-                  export_command="python -m train.export " + " ".join(sys.argv[1:]))
-    print(f"Wrote {stem}.msgpack and {stem}.json")
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+
+    def body(args):
+        stem = export(args.workdir, args.name, args.out_dir,
+                      command=args.train_command.format(workdir=args.workdir),
+                      export_command=" ".join([cli.prog(PROGRAM), *argv]))
+        print(f"Wrote {stem}.msgpack and {stem}.json")
+
+    return cli.main(PROGRAM, body, argv, errors=(ValueError, checkpoint.CheckpointError))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(main())

@@ -9,13 +9,17 @@ import sys
 
 import matplotlib
 import numpy as np
-from absl import app, flags
+
+from iscs_jax import cli
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir.", required=True)
-_OUT = flags.DEFINE_string("out", None, "Output .png path.", required=True)
+PROGRAM = cli.Program(
+    name="python -m train.plot",
+    summary="Plots a training run's loss curve from DIR/metrics.jsonl.",
+    flags=(cli.Flag("workdir", "training workdir.", metavar="DIR"),
+           cli.Flag("out", "output .png path.", metavar="PATH")))
 
 
 def read_metrics(path: str) -> list[dict]:
@@ -46,19 +50,24 @@ def plot_loss(records: list[dict], out: str, title: str) -> None:
     plt.close(fig)
 
 
-def main(argv):
-    del argv
+def _plot(args) -> None:
     try:
-        records = read_metrics(f"{_WORKDIR.value}/metrics.jsonl")
+        records = read_metrics(f"{args.workdir}/metrics.jsonl")
     except (OSError, ValueError, KeyError) as err:
-        print(f"error: cannot read {_WORKDIR.value}/metrics.jsonl ({err})", file=sys.stderr)
-        sys.exit(2)
+        raise cli.UserError(f"cannot read {args.workdir}/metrics.jsonl ({err})") from err
+    if not records:
+        raise cli.UserError(f"{args.workdir}/metrics.jsonl holds no logged step.")
     minutes = training_seconds(records) / 60
-    plot_loss(records, _OUT.value, f"{_WORKDIR.value}: {records[-1]['step']} steps, "
-                                   f"{minutes:.0f} min of training")
-    print(f"wrote {_OUT.value}: {len(records)} points, last loss {records[-1]['loss']:.4f}, "
+    plot_loss(records, args.out, f"{args.workdir}: {records[-1]['step']} steps, "
+                                 f"{minutes:.0f} min of training")
+    print(f"wrote {args.out}: {len(records)} points, last loss {records[-1]['loss']:.4f}, "
           f"{minutes:.1f} min of training")
 
 
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    return cli.main(PROGRAM, _plot, argv)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(main())

@@ -15,17 +15,20 @@ import tempfile
 
 import nibabel as nib
 import numpy as np
-from absl import app, flags
-from ml_collections import config_flags
 
-from iscs_jax import io
+from iscs_jax import cli, io
 from iscs_jax.data import packaged
-from train import data
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config (its data section).")
-_START = flags.DEFINE_integer("start", None, "First slice of the slab.", required=True)
-_STOP = flags.DEFINE_integer("stop", None, "One past the last slice of the slab.", required=True)
-_OUT = flags.DEFINE_string("out", None, "Output .nii.gz path.", required=True)
+from . import data
+
+PROGRAM = cli.Program(
+    name="python -m train.slab",
+    summary="Writes a held-out slab of a training volume as an int16 HU NIfTI.",
+    config="a training config (its data section: path, resolution), e.g. train_chest128.py.",
+    configs=cli.sibling(__package__, "configs"),
+    flags=(cli.Flag("start", "first slice of the slab.", type=int, metavar="INT"),
+           cli.Flag("stop", "one past the last slice of the slab.", type=int, metavar="INT"),
+           cli.Flag("out", "output .nii.gz path.", metavar="PATH")))
 
 
 def write_slab(path: str, source: str, start: int, stop: int, resolution: int) -> np.ndarray:
@@ -46,16 +49,16 @@ def write_slab(path: str, source: str, start: int, stop: int, resolution: int) -
     return slab
 
 
-def main(argv):
-    del argv
-    d = _CONFIG.value.data
-    try:
-        slab = write_slab(_OUT.value, d.path, _START.value, _STOP.value, int(d.resolution))
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    print(f"wrote {_OUT.value}: {slab.shape} int16 HU, range [{slab.min()}, {slab.max()}]")
+def _write(args) -> None:
+    d = args.config.data
+    slab = write_slab(args.out, d.path, args.start, args.stop, int(d.resolution))
+    print(f"wrote {args.out}: {slab.shape} int16 HU, range [{slab.min()}, {slab.max()}]")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    return cli.main(PROGRAM, _write, argv, errors=(ValueError, FileNotFoundError))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(main())
