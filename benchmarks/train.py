@@ -13,17 +13,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-import importlib.util  # noqa: E402
-from iscs_jax import parallel  # noqa: E402
+from iscs_jax import cli, parallel  # noqa: E402
 from train import loop  # noqa: E402
 
 
 def load_config(path, arg=None):
-    """``get_config(arg)`` of a training config file."""
-    spec = importlib.util.spec_from_file_location("train_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    """``get_config(arg)`` of a training config file (a path or a name in ``configs/``)."""
+    return cli.load_config(f"{path}:{arg}" if arg else str(path), "configs")[0]
 
 
 def training_step(config, num_devices: int = 0):

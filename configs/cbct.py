@@ -8,14 +8,18 @@ distances and 512 x 512 detector (for 256-wide volumes, on a GPU). ``cbct.py:smo
 seconds.
 """
 
-from configs import sample_base
+from iscs_jax.cli import apply_arguments
+
+from . import sample_base
+
+ARGUMENTS = sample_base.ARGUMENTS  # phantom, smoke
 
 
 def get_config(arg=None):
-    """Args: arg: None, or comma-separated "smoke" / "phantom" (see `sample_base.ARGUMENTS`)."""
+    """Args: arg: None, or comma-separated names of `ARGUMENTS` ("smoke", "phantom")."""
     config = sample_base.get_sample_config("sparse_view", num_views=20, kind="cone_beam")
     # The central 16 slices of the embedded 64-slice chest slab (cone-beam CG on 2 CPU cores:
     # about 5 minutes);
     # --config.data.num_slices=0 reconstructs all of it.
     config.data.slice_start, config.data.num_slices = 24, 16
-    return sample_base.apply_arguments(config, arg, "cbct.py")
+    return apply_arguments(config, arg, ARGUMENTS)

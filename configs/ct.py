@@ -5,10 +5,14 @@ shipped ``chest128`` prior and compares iid with ISCS noise; ``ct.py:smoke`` run
 ``ct.py:phantom`` uses the procedural phantom and the ``phantom64`` prior instead.
 """
 
-from configs import sample_base
+from iscs_jax.cli import apply_arguments
+
+from . import sample_base
+
+ARGUMENTS = sample_base.ARGUMENTS  # phantom, smoke
 
 
 def get_config(arg=None):
-    """Args: arg: None, or comma-separated "smoke" / "phantom" (see `sample_base.ARGUMENTS`)."""
+    """Args: arg: None, or comma-separated names of `ARGUMENTS` ("smoke", "phantom")."""
     config = sample_base.get_sample_config("sparse_view", num_views=20)
-    return sample_base.apply_arguments(config, arg, "ct.py")
+    return apply_arguments(config, arg, ARGUMENTS)

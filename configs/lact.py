@@ -4,10 +4,14 @@
 ``lact.py:smoke`` runs in seconds; ``lact.py:phantom`` uses the phantom and ``phantom64``.
 """
 
-from configs import sample_base
+from iscs_jax.cli import apply_arguments
+
+from . import sample_base
+
+ARGUMENTS = sample_base.ARGUMENTS  # phantom, smoke
 
 
 def get_config(arg=None):
-    """Args: arg: None, or comma-separated "smoke" / "phantom" (see `sample_base.ARGUMENTS`)."""
+    """Args: arg: None, or comma-separated names of `ARGUMENTS` ("smoke", "phantom")."""
     config = sample_base.get_sample_config("limited_angle", num_views=90, range_degrees=90.0)
-    return sample_base.apply_arguments(config, arg, "lact.py")
+    return apply_arguments(config, arg, ARGUMENTS)

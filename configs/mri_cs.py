@@ -10,16 +10,16 @@ from the zero-filled inverse FFT; ``compare`` runs iid and ISCS noise.
     python -m sample --config mri_cs.py --config.data.path=scan.nii.gz
 """
 
-from configs import sample_base
+from iscs_jax.cli import apply_arguments
+
+from . import sample_base
+
+ARGUMENTS = sample_base.MRI_ARGUMENTS  # smoke
 
 
 def get_config(arg=None):
-    """Args: arg: None or "smoke"."""
+    """Args: arg: None or "smoke" (see `ARGUMENTS`)."""
     config = sample_base.get_mri_config("cartesian_mri")
     config.operator.acceleration = 4.0
     config.operator.center_fraction = 0.08
-    if arg == "smoke":
-        sample_base.shrink_for_smoke(config)
-    elif arg not in (None, ""):
-        raise ValueError(f"Unknown config argument {arg!r}; use mri_cs.py or mri_cs.py:smoke.")
-    return config
+    return apply_arguments(config, arg, ARGUMENTS)

@@ -9,11 +9,15 @@ embedded MRI slab, stacked along y, with DDS; ``compare`` runs iid and ISCS nois
     python -m sample --config mri_zsr.py --config.data.path=scan.nii.gz --config.operator.factor=3
 """
 
-from configs import sample_base
+from iscs_jax.cli import apply_arguments
+
+from . import sample_base
+
+ARGUMENTS = sample_base.MRI_ARGUMENTS  # smoke
 
 
 def get_config(arg=None):
-    """Args: arg: None or "smoke"."""
+    """Args: arg: None or "smoke" (see `ARGUMENTS`)."""
     config = sample_base.get_mri_config("zsr")
     config.operator.factor = 4
     # Warm start from the linear baseline and a short schedule: sigma_max 0.3 measured best of
@@ -21,8 +25,4 @@ def get_config(arg=None):
     # A^T A has one nonzero eigenvalue, so CG converges in one iteration.
     config.sde.sigma_max = 0.3
     config.sampler.dds.cg_iters = 5
-    if arg == "smoke":
-        sample_base.shrink_for_smoke(config)
-    elif arg not in (None, ""):
-        raise ValueError(f"Unknown config argument {arg!r}; use mri_zsr.py or mri_zsr.py:smoke.")
-    return config
+    return apply_arguments(config, arg, ARGUMENTS)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from configs import base
+from . import base
 
 
 def data_config() -> ml_collections.ConfigDict:
@@ -218,22 +218,8 @@ def use_phantom(config):
     return config
 
 
-#: Config arguments (``ct.py:phantom,smoke``) and what they do, applied in this order.
+#: Config arguments of the CT configs (``ct.py:phantom,smoke``), applied in this order by
+#: `iscs_jax.cli.apply_arguments`.
 ARGUMENTS = {"phantom": use_phantom, "smoke": shrink_for_smoke}
-
-
-def apply_arguments(config, arg, config_file: str):
-    """Applies the comma-separated config arguments ``arg`` (see `ARGUMENTS`).
-
-    Raises:
-      ValueError: an unknown argument; the message lists the valid ones.
-    """
-    names = [a.strip() for a in str(arg or "").split(",") if a.strip()]
-    unknown = [a for a in names if a not in ARGUMENTS]
-    if unknown:
-        raise ValueError(f"Unknown config argument(s) {unknown} for {config_file}; valid: "
-                         f"{sorted(ARGUMENTS)}, comma-separated (e.g. {config_file}:phantom,smoke).")
-    for name in ARGUMENTS:
-        if name in names:
-            ARGUMENTS[name](config)
-    return config
+#: Config arguments of the MRI configs (``mri_zsr.py:smoke``).
+MRI_ARGUMENTS = {"smoke": shrink_for_smoke}

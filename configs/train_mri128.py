@@ -15,13 +15,24 @@ are held out (the embedded MRI demo volume, `iscs_jax.data.mri`); training uses 
 
 import ml_collections
 
-from configs.base import (get_base_config, shrink_training_for_smoke, unet128_model,
-                          unet128_train)
+from iscs_jax.cli import apply_arguments
+
+from .base import get_base_config, shrink_training_for_smoke, unet128_model, unet128_train
 
 TEMPLATE = "pkg:nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 
 
+def smoke(config: ml_collections.ConfigDict) -> None:
+    """``:smoke``: 8 planes and the tiny model of `shrink_training_for_smoke`."""
+    config.data.update(ranges=((60, 62), (150, 152)))
+    shrink_training_for_smoke(config)
+
+
+ARGUMENTS = {"smoke": smoke}
+
+
 def get_config(arg=None) -> ml_collections.ConfigDict:
+    """Args: arg: None or "smoke" (see `ARGUMENTS`)."""
     config = get_base_config()
     config.data = ml_collections.ConfigDict(dict(
         source="nifti", path=TEMPLATE, plane="coronal",
@@ -39,9 +50,4 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     config.model = unet128_model(sigma_data=0.28, data_mean=0.14)
     config.train = unet128_train(num_steps=4_000)
     config.checkpoint.update(every=100, keep=3)
-    if arg == "smoke":
-        config.data.update(ranges=((60, 62), (150, 152)))
-        shrink_training_for_smoke(config)
-    elif arg not in (None, ""):
-        raise ValueError(f"Unknown config argument {arg!r}; valid: 'smoke'.")
-    return config
+    return apply_arguments(config, arg, ARGUMENTS)

@@ -6,10 +6,24 @@
 
 import ml_collections
 
-from configs.base import get_base_config
+from iscs_jax.cli import apply_arguments
+
+from .base import get_base_config, shrink_training_for_smoke
+
+
+def smoke(config: ml_collections.ConfigDict) -> None:
+    """``:smoke``: 2 volumes of 8 slices, the tiny model of `shrink_training_for_smoke`, 40
+    steps."""
+    config.data.update(num_volumes=2, slices_per_volume=8)
+    shrink_training_for_smoke(config)
+    config.train.num_steps = 40
+
+
+ARGUMENTS = {"smoke": smoke}
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
+    """Args: arg: None or "smoke" (see `ARGUMENTS`)."""
     config = get_base_config()
     config.data = ml_collections.ConfigDict(dict(
         resolution=64, slices_per_volume=32, num_volumes=64,  # phantom seeds 0..63
@@ -29,11 +43,4 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         sigma_min=0.01, sigma_max=50.0, log_every=25,
         chains=2,  # two independent halves of the batch per step (configs.base.unet128_train)
     ))
-    if arg == "smoke":
-        config.data.update(num_volumes=2, slices_per_volume=8, resolution=32)
-        config.model.update(base_width=8, channel_mults=(1, 2), attention_resolutions=(16,))
-        config.train.update(batch_size=4, num_steps=40, warmup_steps=5, log_every=5)
-        config.checkpoint.update(every=10, keep=3)
-    elif arg not in (None, ""):
-        raise ValueError(f"Unknown config argument {arg!r}; valid: 'smoke'.")
-    return config
+    return apply_arguments(config, arg, ARGUMENTS)

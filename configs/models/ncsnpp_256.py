@@ -9,9 +9,21 @@ and ``intensity`` (what the prior's [0, 1] images are: HU windowed to [-1000, 16
 
 import ml_collections
 
+from iscs_jax.cli import apply_arguments
+
+
+def tiny(config: ml_collections.ConfigDict) -> None:
+    """``:tiny``: 32x32, three levels with attention at 16 (exercises the per-block attention
+    too)."""
+    config.model.update(image_size=32, nf=16, ch_mult=(1, 2, 2), num_res_blocks=1,
+                        num_scales=10, init_scale=1.0)
+
+
+ARGUMENTS = {"tiny": tiny}
+
 
 def get_config(arg=None):
-    """Args: arg: None or "tiny"."""
+    """Args: arg: None or "tiny" (see `ARGUMENTS`)."""
     config = ml_collections.ConfigDict()
     config.architecture = "ncsnpp"
     config.model = ml_collections.ConfigDict(dict(
@@ -24,11 +36,4 @@ def get_config(arg=None):
         num_scales=2000, sigma_min=0.01, sigma_max=378.0))  # VE training range
     config.intensity = ml_collections.ConfigDict(dict(kind="hu_window", hu_min=-1000.0,
                                                       hu_max=1600.0))
-    if arg == "tiny":
-        # 32x32, three levels with attention at 16 (exercises the per-block attention too).
-        config.model.update(image_size=32, nf=16, ch_mult=(1, 2, 2), num_res_blocks=1,
-                            num_scales=10, init_scale=1.0)
-    elif arg not in (None, ""):
-        raise ValueError(f"Unknown config argument {arg!r}; use ncsnpp_256.py or "
-                         "ncsnpp_256.py:tiny.")
-    return config
+    return apply_arguments(config, arg, ARGUMENTS)
