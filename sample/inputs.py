@@ -20,7 +20,7 @@ import numpy as np
 
 from iscs_jax import io, operators
 from iscs_jax.data import mri, packaged, phantom, prepare
-from sample.errors import UserError, as_user_error
+from .errors import UserError, as_user_error
 
 GEOMETRIES = ("sparse_view", "limited_angle")
 INTENSITIES = ("hu", "minmax", "none")

@@ -15,8 +15,8 @@ import functools
 from pathlib import Path
 from typing import Any, Callable
 
-import configs
-from sample.errors import UserError
+from . import configs
+from .errors import UserError
 
 #: The CT pipeline reconstructs grey-value slices.
 CHANNELS = 1

@@ -21,10 +21,10 @@ from iscs_jax import (figures, io, metrics, noise, operators, parallel, samplers
 from iscs_jax.data import prepare
 from iscs_jax.denoiser import Denoiser
 from iscs_jax.samplers import core, renoise
-from sample import inputs as inputs_lib
-from sample import prior as prior_lib
-from sample import report
-from sample.errors import UserError
+from . import inputs as inputs_lib
+from . import prior as prior_lib
+from . import report
+from .errors import UserError
 
 WARM_STARTS = ("baseline", "none")
 #: Volumes are windowed to [0, 1], so PSNR/SSIM use a data range of 1.

@@ -24,7 +24,7 @@ from flax import nnx
 
 from iscs_jax import checkpoint, parallel, xla_options
 from iscs_jax.models import UNet, UNetConfig, edm_loss_weight, precondition
-from train import data
+from . import data
 
 log = logging.getLogger(__name__)
 
