@@ -27,9 +27,9 @@ Each section runs in its own ``try``: a failing one prints its error in the tabl
 others still run. A time guard skips the sections that would start after ``--budget``
 seconds, and a watchdog prints the table (and writes the JSON) of what has finished and exits
 if the whole run passes ``--hard-limit`` seconds. ``--json PATH`` also writes the results as
-JSON (rewritten after every section). ``--tiny`` runs everything at toy sizes on a 2-core CPU
-in about a minute (the 32x32 ``ncsnpp_256.py:tiny`` network, 4 slices of 32x32, 2 steps, a
-16^3 cone beam with 8 views); ``tests/test_accelerator.py`` runs it on two fake CPU devices.
+JSON (rewritten after every section). ``--tiny`` runs everything at toy sizes on a 2-core
+CPU in about a minute (the 32x32 ``ncsnpp_256.py:tiny`` network, 4 slices of 32x32, 2
+steps, a 16^3 cone beam with 8 views); ``tests/test_accelerator.py`` runs it on two fake CPU devices.
 Times are medians of ``--repeats`` calls after a warm-up call; "compile s" is the first call
 (compilation and one run) less the median.
 """
@@ -93,7 +93,8 @@ SIGMA_MAX, SIGMA_MIN = 5.0, 0.01  # the published CT schedule's range (configs/s
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", default=None, help="also write the results here as JSON")
-    parser.add_argument("--tiny", action="store_true", help="toy sizes, about a minute on a 2-core CPU")
+    parser.add_argument("--tiny", action="store_true",
+                        help="toy sizes, about a minute on a 2-core CPU")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls after a warm-up")
     parser.add_argument("--budget", type=float, default=None,
                         help="seconds after which no new section starts (420; tiny 300)")
