@@ -29,7 +29,8 @@ seconds, and a watchdog prints the table (and writes the JSON) of what has finis
 if the whole run passes ``--hard-limit`` seconds. ``--json PATH`` also writes the results as
 JSON (rewritten after every section). ``--tiny`` runs everything at toy sizes on a 2-core
 CPU in about a minute (the 32x32 ``ncsnpp_256.py:tiny`` network, 4 slices of 32x32, 2
-steps, a 16^3 cone beam with 8 views); ``tests/test_accelerator.py`` runs it on two fake CPU devices.
+steps, a 16^3 cone beam with 8 views); ``tests/test_accelerator.py`` runs it on two fake
+CPU devices.
 Times are medians of ``--repeats`` calls after a warm-up call; "compile s" is the first call
 (compilation and one run) less the median.
 """
