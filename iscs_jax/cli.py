@@ -90,11 +90,11 @@ def sibling(package: str, name: str) -> str:
 
 
 def unknown(kind: str, name: str, valid) -> str:
-    """``Unknown <kind> 'name'. Did you mean ...? Valid <kind>s: ...`` for an error message."""
+    """``Unknown config key 'name'. Did you mean ...? Valid keys: ...`` for an error message."""
     valid = list(valid)
     close = difflib.get_close_matches(name, valid, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    return f"Unknown {kind} {name!r}.{hint} Valid {kind}s: {', '.join(valid)}."
+    return f"Unknown {kind} {name!r}.{hint} Valid {kind.split()[-1]}s: {', '.join(valid)}."
 
 
 # ----------------------------------------------------------------------------------- configs
