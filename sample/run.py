@@ -16,11 +16,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from iscs_jax import (figures, io, metrics, noise, operators, parallel, samplers, sde,
-                      xla_options)
+from iscs_jax import (figures, io, metrics, noise, operators, parallel, runtime, samplers,
+                      sde)
 from iscs_jax.data import prepare
-from iscs_jax.denoiser import Denoiser
-from iscs_jax.samplers import core, renoise
+from iscs_jax.samplers import renoise
 from . import inputs as inputs_lib
 from . import prior as prior_lib
 from . import report
@@ -131,118 +130,38 @@ def run_baseline(operator, y):
     return _timed(_baseline, y, operator=operator)
 
 
-def switch_noise(kinds: tuple[str, ...], index: jax.Array):
-    """A `NoiseFn` running the noise control ``kinds[index]`` (one compilation for all kinds)."""
-    fns = [noise.make_noise_fn(kind) for kind in kinds]
-
-    def noise_fn(key, slice_ids, num_slices, slice_shape):
-        branches = [functools.partial(f, num_slices=num_slices, slice_shape=tuple(slice_shape))
-                    for f in fns]
-        return jax.lax.switch(index, [lambda k, ids, f=f: f(k, ids) for f in branches],
-                              key, slice_ids)
-
-    return noise_fn
-
-
-def _reconstruct_piece(key, y, x_init, sigmas, kind_index, x, first, denoiser, *, sampler,
-                       operator, kinds, settings, count, final):
-    """A piece of one reconstruction (`core.Window(x, first, count, final)`); module level so
-    repeated runs reuse the compilation, and free of host callbacks so JAX's persistent
-    cache keeps it. ``denoiser`` is a `Denoiser` argument: its weights are inputs of the
-    program, not constants in it."""
-    return samplers.get_sampler(sampler)(
-        key, y, operator, denoiser, noise=switch_noise(kinds, kind_index), sigmas=sigmas,
-        x_init=x_init, window=core.Window(x, first, count, final), **dict(settings))
-
-
-@functools.cache
-def _piece_program(channels: int | None):
-    """`_reconstruct_piece` jitted once per process and denoiser width (its widest
-    convolution, `iscs_jax.xla_options.conv_channels`), with the library's compiler options."""
-    return xla_options.jit(_reconstruct_piece, channels=channels, static_argnames=(
-        "sampler", "operator", "kinds", "settings", "count", "final"))
-
-
-def _single_device_runner(key, y, operator, denoise_fn, sigmas, x_init, config, log):
-    """``(kind, key, window) -> piece`` on one device; compiled once (before the first run) for
-    every noise kind: the initial draw, the step and, with ``final_denoise``, the final step."""
-    every_kind = tuple(sorted(noise.NOISE_KINDS))  # one compilation serves every selection
-    static = dict(sampler=config.sampler.name, operator=operator, kinds=every_kind,
-                  settings=tuple(sorted(sampler_kwargs(config).items())))
-    args = (y, x_init, jax.numpy.asarray(sigmas))
-    denoiser = Denoiser.of(denoise_fn)
-    program = _piece_program(xla_options.conv_channels(denoiser.weights))
-
-    def run_piece(kind, k, window):
-        return program(k, *args, jax.numpy.int32(every_kind.index(kind)), window.x,
-                       jax.numpy.int32(window.first), denoiser, count=window.count,
-                       final=window.final, **static)
-
-    log(f"compiling the {config.sampler.name} sampler ({len(sigmas)} steps)...")
-    start = time.perf_counter()
-    index = jax.numpy.int32(0)
-    x_shape = program.eval_shape(key, *args, index, None, index, denoiser, count=0,
-                                 final=False, **static)  # the initial draw's result
-    pieces = [(None, 0, False), (x_shape, 1, False)]  # the initial draw, a step
-    pieces += [(x_shape, 0, True)] if config.sampler.final_denoise else []  # the final step
-    for x, count, final in pieces:
-        program.lower(key, *args, index, x, index, denoiser, count=count, final=final,
-                      **static).compile()
-    log(f"compiled in {time.perf_counter() - start:.1f} s")
-    return run_piece
-
-
-def _sharded_runner(mesh, y, operator, denoise_fn, sigmas, x_init, config):
-    """``(kind, key, window) -> piece`` running `reconstruct_sharded` over ``mesh`` (the
-    noise kind is static there: one compilation per kind, at its first run)."""
-
-    def run_piece(kind, key, window):
-        return samplers.reconstruct_sharded(
-            key, y, operator, denoise_fn, mesh=mesh, sampler=config.sampler.name, noise=kind,
-            sigmas=sigmas, x_init=x_init, window=window, **sampler_kwargs(config))
-
-    return run_piece
-
-
 def run_noise_kinds(kinds, key, y, operator, denoise_fn, sigmas, x_init, config, log,
                     mesh=None, progress: bool = True):
     """``num_samples`` reconstructions (sampler ``sampler.name``) for each noise control.
 
     Sample k uses ``fold_in(key, k)`` whatever the control, so controls are
-    compared on the same keys. With a ``mesh`` of more than one device the
-    slices are sharded over it (`samplers.reconstruct_sharded`). Each run is
-    driven one step at a time from Python (`core.run_in_pieces`), which
-    advances the progress bar.
+    compared on the same keys. One `iscs_jax.runtime.Reconstructor` serves every
+    control and sample (one compilation, the set-up computed once); with a
+    ``mesh`` of more than one device the slices are sharded over it.
 
     Returns:
       kind -> ``(mean [D, R, R], std [D, R, R] or None, seconds per volume)``.
     """
-    sharded = mesh is not None and mesh.size > 1
-    num_slices = operators.protocol.num_slices(operator, y)
-    if sharded:
-        log(f"sharding {num_slices} slices over {mesh.size} devices")
-        run_piece = _sharded_runner(mesh, y, operator, denoise_fn, sigmas, x_init, config)
-    else:
-        run_piece = _single_device_runner(key, y, operator, denoise_fn, sigmas, x_init, config,
-                                          log)
+    recon = runtime.Reconstructor(operator, denoise_fn, sigmas=sigmas,
+                                  sampler=config.sampler.name, mesh=mesh,
+                                  **sampler_kwargs(config))
+    if recon.mesh.size > 1:
+        log(f"sharding {operators.protocol.num_slices(operator, y)} slices over "
+            f"{recon.mesh.size} devices")
+    log(f"compiling the {config.sampler.name} sampler ({len(sigmas)} steps)...")
+    start = time.perf_counter()
+    prepared = recon.prepare(y, x_init)
+    log(f"compiled in {time.perf_counter() - start + recon.compile(prepared):.1f} s")
     bar = report.StepProgress(enabled=progress)
     results = {}
     for kind in kinds:
-        if sharded:  # compile this kind's programs: the initial draw, a step, the final step
-            warm_up = time.perf_counter()
-            x = run_piece(kind, key, core.Window(None, 0, 0))
-            x = jax.block_until_ready(run_piece(kind, key, core.Window(x, 0, 1)))
-            if config.sampler.final_denoise:
-                jax.block_until_ready(run_piece(kind, key, core.Window(x, len(sigmas), 0, True)))
-            log(f"{kind}: compiled (and ran one step) in {time.perf_counter() - warm_up:.1f} s")
         draws, seconds = [], []
         for k in range(config.num_samples):
             bar.start(len(sigmas), f"{kind} {k + 1}/{config.num_samples}")
             start = time.perf_counter()
-            x = core.run_in_pieces(functools.partial(run_piece, kind, jax.random.fold_in(key, k)),
-                                   len(sigmas), final_denoise=bool(config.sampler.final_denoise),
-                                   on_step=lambda i: bar.advance())
-            volume = parallel.gather_to_host(x[:num_slices])
+            x = recon.reconstruct(jax.random.fold_in(key, k), prepared, noise=kind,
+                                  on_step=lambda i: bar.advance())
+            volume = parallel.gather_to_host(x)
             seconds.append(time.perf_counter() - start)
             bar.close()
             log(f"sampled {kind} {k + 1}/{config.num_samples}: {bar.steps_seen} steps in "
@@ -323,12 +242,9 @@ def make_figure(volumes, inputs, config_name):
 
 
 def describe_operator(operator, config) -> str:
-    """One phrase for the log line."""
-    if hasattr(operator, "num_angles"):
-        return f"{config.operator.kind} {config.operator.geometry}, {operator.num_angles} views"
-    if isinstance(operator, operators.ZSuperResolution):
-        return f"z super-resolution x{operator.factor}"
-    return f"Cartesian MRI R={operator.acceleration:g}, {operator.lines.size} lines"
+    """One phrase for the log line: the operator's own `describe()`."""
+    del config
+    return operator.describe()
 
 
 def run(config, config_name: str, workdir: str | Path = "results", *, progress: bool = True,

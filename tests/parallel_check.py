@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from iscs_jax import noise as noise_lib  # noqa: E402
-from iscs_jax import parallel  # noqa: E402
+from iscs_jax import parallel, runtime  # noqa: E402
 from iscs_jax.operators.parallel_beam import ParallelBeam  # noqa: E402
 from iscs_jax.operators.zaxis import ZBlur  # noqa: E402
 from iscs_jax.samplers import dds, sharded  # noqa: E402
@@ -144,11 +144,9 @@ def sampler_hlo_checks():
     out = {}
     for name, op in (("beam", beam), ("zblur", ZBlur((0.25, 0.5, 0.25)))):
         depth, mesh = 7, parallel.make_mesh(4)
-        fn = sharded.build_sharded(op, gaussian_denoiser, mesh, depth, noise="iscs",
-                                   cg_iters=3, chunk_size=2)
-        y_pad = parallel.pad_slices(op.A(volume(depth)), 8)
-        text = fn.lower(jax.random.key(1), y_pad, None, SIGMAS, None, None).compile()
-        text = text.as_text()
+        recon = runtime.Reconstructor(op, gaussian_denoiser, sigmas=SIGMAS, mesh=mesh,
+                                      noises=("iscs",), cg_iters=3, chunk_size=2)
+        text = recon.lower(recon.prepare(op.A(volume(depth))), len(SIGMAS)).compile().as_text()
         out[name] = dict(collectives=sorted(set(_collectives(text))),
                          image_buffers=_image_buffers(text), local_slices=2, radius=1)
     return out

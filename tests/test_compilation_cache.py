@@ -65,11 +65,11 @@ def _cli(tmp_path, cache):
 
 
 def test_a_second_cli_run_loads_every_program_from_the_cache(tmp_path):
-    """The sampler's programs (initial draw, step) hold no host callback, so the first run
-    writes them to the cache and a second run writes nothing new: it compiled nothing."""
+    """The runtime's programs (set-up, initial draw, step) hold no host callback, so the first
+    run writes them to the cache and a second run writes nothing new: it compiled nothing."""
     cache = tmp_path / "cache"
     _cli(tmp_path, cache)
     first = sorted(p.name for p in _entries(cache))
-    assert len([name for name in first if name.startswith("jit__reconstruct_piece")]) == 2
+    assert len([name for name in first if name.startswith("jit__reconstruct_piece")]) == 3
     _cli(tmp_path, cache)
     assert sorted(p.name for p in _entries(cache)) == first

@@ -6,7 +6,6 @@ this process already imported it with one device). It prints measured numbers;
 the tests below assert on them.
 """
 
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -143,12 +142,11 @@ def test_reconstruct_sharded_rejects_bad_arguments():
                             noise="iid", sigmas=[1.0])
 
 
-def test_sharded_sampler_takes_the_denoisers_weights_as_inputs():
-    """The sharded sampler places a `Denoiser`'s weights on the mesh once and passes them in:
-    its program is a fraction of the one that closes over the same network (weights compiled
-    in as constants), with the same result."""
-    from iscs_jax import operators, priors
-    from iscs_jax.samplers import sharded
+def test_the_runtime_takes_the_denoisers_weights_as_inputs():
+    """The runtime places a `Denoiser`'s weights on the mesh once and passes them in: its
+    program is a fraction of the one that closes over the same network (weights compiled in
+    as constants), with the same result."""
+    from iscs_jax import operators, priors, runtime
 
     prior = priors.load("phantom64")
     mesh = parallel.make_mesh(1)
@@ -162,14 +160,8 @@ def test_sharded_sampler_takes_the_denoisers_weights_as_inputs():
 
     results, texts = [], []
     for denoise_fn in (prior.denoise_fn, closure):
-        fn = sharded.build_sharded(op, denoise_fn, mesh, 3, noise="iscs", cg_iters=2)
-        y_pad = parallel.shard_slices(y, mesh)
-        texts.append(len(fn.lower(jax.random.key(1), y_pad, None, sigmas, None, None).as_text()))
-        results.append(np.asarray(reconstruct_sharded(
-            jax.random.key(1), y, op, denoise_fn, mesh=mesh, sigmas=sigmas, noise="iscs",
-            cg_iters=2)))
+        recon = runtime.Reconstructor(op, denoise_fn, sigmas=sigmas, mesh=mesh, cg_iters=2)
+        texts.append(len(recon.lower(recon.prepare(y)).as_text()))
+        results.append(np.asarray(recon.reconstruct(jax.random.key(1), y, noise="iscs")))
     assert texts[0] * 5 < texts[1], texts
     np.testing.assert_allclose(results[0], results[1], atol=1e-5)
-    build = functools.partial(sharded.build_sharded, op, prior.denoise_fn, mesh, 3,
-                              noise="iscs", cg_iters=2)
-    assert build() is build()  # built, and its weights placed, once

@@ -87,12 +87,14 @@ def test_jit_keeps_the_callers_options_and_arguments():
     assert ynn_convolutions(text) == ynn_convolutions(jax.jit(conv).lower(x, w).compile().as_text())
 
 
-def test_the_cli_compiles_its_sampler_with_the_options():
-    from sample import run
+def test_the_runtime_compiles_its_sampler_with_the_options():
+    from iscs_jax import operators, runtime
 
-    width = xla_options.conv_channels(priors.load("phantom64").denoise_fn.weights)
-    program = run._piece_program(width)
-    assert program is run._piece_program(width)  # built once per process and width
+    denoiser = priors.load("phantom64").denoise_fn
+    op = operators.ParallelBeam((64, 64), operators.sparse_view_angles(4))
+    build = lambda: runtime.Reconstructor(op, denoiser, sigmas=[1.0, 0.5])
+    program = build()._program
+    assert program is build()._program  # one program per set of options, shared by value
     assert dict(program._jit_info.compiler_options_kvs) == xla_options.compiler_options()
 
 

@@ -8,7 +8,9 @@ returning a clean estimate ``x0`` (after the algorithm's data consistency) and t
 noise estimate ``eps_hat = (x - x0_hat) / sigma``. `sample` owns the rest:
 
 * set-up: the local operator and slice layout (`layout.SliceLayout`), ``A^T y``,
-  and the algorithm's own one-off set-up (``prepare``, e.g. DPS's ``||A||^2``);
+  and the algorithm's own one-off set-up (``prepare``, e.g. DPS's ``||A||^2``): a `Setup`,
+  which a caller running the steps in pieces computes once (``setup_only``) and passes
+  to every piece (``setup``);
 * the initial draw: ``x_init + sigma_0 n`` (warm start) or ``sigma_0 n``, with
   ``n`` from ``fold_in(key, N)`` (an index no step uses);
 * the loop: ``lax.scan`` over ``(index, sigma, sigma_next)``, ``sigma_next = 0``
@@ -98,6 +100,19 @@ class Context(NamedTuple):
         return self.layout.masked(denoise_in_chunks(self.denoise_fn, x, sigma, self.chunk_size))
 
 
+class Setup(NamedTuple):
+    """A run's one-off set-up: what every step reads besides the iterate.
+
+    Attributes:
+      aty: ``A^T y``, ``[n, H, W]`` (0 on padding slices).
+      prepared: the algorithm's ``prepare(ctx)`` (e.g. DPS's ``||A||^2``, a scalar that is
+        the same on every device), or ``None`` for algorithms without one.
+    """
+
+    aty: jax.Array
+    prepared: Any = None
+
+
 class Window(NamedTuple):
     """A piece of a run: ``count`` steps from step ``first``, continuing from ``x``.
 
@@ -132,14 +147,18 @@ def _check_args(sigmas, chunk_size):
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
 
 
-def _setup(key, y, operator, denoise_fn, settings, *, sigmas, chunk_size, layout) -> Context:
-    """Builds the `Context`; ``layout`` None means the whole volume on one device."""
+def _setup(key, y, operator, denoise_fn, settings, *, sigmas, chunk_size, layout,
+           setup: Setup | None = None) -> Context:
+    """Builds the `Context`; ``layout`` None means the whole volume on one device. With a
+    precomputed ``setup`` its ``A^T y`` and ``prepared`` are used instead of computing them."""
     _check_args(sigmas, chunk_size)
     local = local_operator(operator, layout)
-    aty = local.AT(y)
+    aty = local.AT(y) if setup is None else setup.aty
     layout = SliceLayout.whole(aty.shape[0]) if layout is None else layout
     chex.assert_shape([layout.slice_ids, layout.mask], (aty.shape[0],))
-    return Context(key, y, layout.masked(aty), local, denoise_fn, layout, chunk_size, settings)
+    prepared = None if setup is None else setup.prepared
+    return Context(key, y, layout.masked(aty), local, denoise_fn, layout, chunk_size, settings,
+                   prepared)
 
 
 def initial_volume(ctx: Context, noise_fn, x_init, sigmas) -> jax.Array:
@@ -183,7 +202,8 @@ def sample(step_fn: StepFn, settings, key: jax.Array, y: jax.Array, operator,
            eta: float | None = None, chunk_size: int = 8, layout: SliceLayout | None = None,
            final_denoise: bool = False, python_loop: bool = False,
            window: Window | None = None,
-           prepare: Callable[[Context], Any] | None = None) -> jax.Array:
+           prepare: Callable[[Context], Any] | None = None, setup: Setup | None = None,
+           setup_only: bool = False):
     """Runs a sampler given its step function (see the module docstring).
 
     Args:
@@ -205,17 +225,23 @@ def sample(step_fn: StepFn, settings, key: jax.Array, y: jax.Array, operator,
       window: run only a piece of the steps (`Window`); ``None``: the whole run.
       prepare: the algorithm's one-off set-up, ``prepare(ctx) -> ctx.prepared`` (global
         reductions through ``ctx.layout.inner``, so it is the same on every device);
-        run by every piece that takes a step.
+        without a ``setup``, run by every piece that takes a step.
+      setup: the run's `Setup`, computed once by a call with ``setup_only``; ``None``
+        computes it here.
+      setup_only: return the run's `Setup` (``A^T y`` and ``prepare(ctx)``) and nothing else.
 
     Returns:
       the reconstruction ``[n, H, W]`` (0 on padding slices); with a ``window``, the
-      iterate after its last step (after the final step when ``window.final``).
+      iterate after its last step (after the final step when ``window.final``); with
+      ``setup_only``, the `Setup`.
     """
     sigmas = jnp.asarray(sigmas, jnp.float32)
     eta = renoise_lib.resolve_eta(renoise, eta)
     noise_fn = noise_lib.make_noise_fn(noise) if isinstance(noise, str) else noise
     ctx = _setup(key, y, operator, denoise_fn, settings, sigmas=sigmas, chunk_size=chunk_size,
-                 layout=layout)
+                 layout=layout, setup=setup)
+    if setup_only:
+        return Setup(ctx.aty, None if prepare is None else prepare(ctx))
     window = whole_run(sigmas.shape[0]) if window is None else window
     if window.x is None:
         x = initial_volume(ctx, noise_fn, x_init, sigmas)
@@ -223,7 +249,7 @@ def sample(step_fn: StepFn, settings, key: jax.Array, y: jax.Array, operator,
         chex.assert_shape(window.x, ctx.aty.shape)
         x = ctx.layout.masked(window.x)
     if window.count > 0:
-        if prepare is not None:
+        if prepare is not None and setup is None:
             ctx = ctx._replace(prepared=prepare(ctx))
         body = functools.partial(_renoised_step, step_fn, ctx, noise_fn, renoise, eta)
         x = run_steps(body, x, step_inputs(sigmas, window.first, window.count), python_loop)
