@@ -23,6 +23,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import operator_examples  # noqa: E402
 
 EXAMPLES = operator_examples.examples()
+SETTINGS = operator_examples.settings_examples()
 NAMES = sorted(EXAMPLES)
 CHECK_SCRIPT = "operator_contract_check.py"
 
@@ -43,6 +44,35 @@ def test_every_registered_operator_has_an_example():
     assert set(EXAMPLES) == set(operators.OPERATORS)
     for name, (op, _) in EXAMPLES.items():
         assert type(op) is operators.OPERATORS[name]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_builds_itself_from_settings_and_describes_itself(name):
+    assert set(SETTINGS) == set(operators.OPERATORS)
+    volume_shape, kwargs, expected, description = SETTINGS[name]
+    op = operators.build(name, volume_shape, **kwargs)
+    assert type(op) is operators.OPERATORS[name] and op == expected
+    assert op == operators.OPERATORS[name].from_settings(volume_shape, **kwargs)
+    assert op.describe() == description
+    assert set(kwargs) - set(operators.COMMON_ARGUMENTS) <= set(operators.setting_names(name))
+    with pytest.raises(ValueError, match=r"not \['bogus'\]"):
+        operators.build(name, volume_shape, bogus=1, **kwargs)
+
+
+def test_build_errors_name_the_argument():
+    with pytest.raises(ValueError, match="kind='helical'"):
+        operators.build("helical", (1, 8, 8))
+    for kind in ("parallel_beam", "fan_beam", "cone_beam", "zblur"):
+        settings = {} if kind == "zblur" else dict(num_views=4)
+        with pytest.raises(ValueError, match="plane='coronal'"):
+            operators.build(kind, (4, 32, 32), plane="coronal", **settings)
+    with pytest.raises(ValueError, match="num_detectors=-1"):
+        operators.build("parallel_beam", (1, 8, 8), num_views=4, num_detectors=-1)
+    with pytest.raises(ValueError, match="factor=0"):
+        operators.build("zsr", (4, 8, 8), factor=0)
+    with pytest.raises(ValueError, match="acceleration=0.5"):
+        operators.build("cartesian_mri", (4, 8, 8), acceleration=0.5)
+    assert operators.SINOGRAM_KINDS == ("parallel_beam", "fan_beam")
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from iscs_jax.operators import divergent, filters
+from iscs_jax.operators import divergent, filters, scan
 
 
 def _positive_tuple(value, length: int, name: str, kind=float) -> tuple:
@@ -85,6 +85,31 @@ class ConeBeam:
 
     coupling: ClassVar[str] = "global"
     baseline_name: ClassVar[str] = "fdk"
+
+    @classmethod
+    def from_settings(cls, volume_shape, *, plane: str = "axial", filter_name: str = "ramp",
+                      preset: str = "scaled", geometry: str = "sparse_view", num_views: int,
+                      range_degrees: float | None = None) -> "ConeBeam":
+        """A circular scan of a ``[D, H, W]`` volume in the geometry of a preset.
+
+        Args:
+          volume_shape: ``(D, H, W)`` in unit voxels.
+          plane: must be ``"axial"``.
+          filter_name: the FDK filter of `baseline`.
+          preset: the distances and detector (`scan.divergent_geometry`).
+          geometry, num_views, range_degrees: the views over 360 degrees (`scan.view_angles`).
+        """
+        scan.require_axial(plane, "cone_beam")
+        volume_shape = tuple(volume_shape)
+        g = scan.divergent_geometry(preset, volume_shape)
+        return cls(volume_shape, scan.view_angles(geometry, num_views, range_degrees, 360.0),
+                   source_origin=g["source_origin"], origin_detector=g["origin_detector"],
+                   detector_shape=(g["rows"], g["cols"]),
+                   detector_spacing=(g["spacing"], g["spacing"]), filter=filter_name)
+
+    def describe(self) -> str:
+        """One line, e.g. ``"cone_beam sparse_view, 20 views"``."""
+        return f"cone_beam {scan.angle_coverage(self.angles, 360.0)}, {self.num_views} views"
 
     def __post_init__(self):
         fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
@@ -347,31 +372,3 @@ def _fdk(op: ConeBeam, y: jax.Array, filter_name: str) -> jax.Array:
         op.volume_shape[1:], op.voxel_size[1:], du, (z, dv))
     return jnp.moveaxis(volume, -1, 0)
 
-
-def full_orbit_angles(num_views: int) -> np.ndarray:
-    """Sparse view over a full orbit: ``num_views`` angles evenly spaced over [0, 360)
-    degrees, in radians, float64 ``[num_views]``."""
-    if int(num_views) != num_views or num_views < 1:
-        raise ValueError(f"num_views must be a positive integer, got {num_views!r}.")
-    return np.arange(int(num_views)) * (2 * np.pi / int(num_views))
-
-
-def arc_angles(range_degrees: float, step_degrees: float = 1.0) -> np.ndarray:
-    """Limited angle: contiguous views every ``step_degrees`` covering [0, range_degrees),
-    in radians (90 degrees -> 90 views at 0, 1, ..., 89 degrees)."""
-    span, step = float(range_degrees), float(step_degrees)
-    if not 0.0 < step <= span <= 360.0:
-        raise ValueError(f"Need 0 < step_degrees <= range_degrees <= 360, got "
-                         f"range_degrees={range_degrees!r}, step_degrees={step_degrees!r}.")
-    count = int(round(span / step))
-    if not np.isclose(count * step, span):
-        raise ValueError(f"range_degrees={span} is not a whole number of {step}-degree steps.")
-    return np.deg2rad(np.arange(count) * step)
-
-
-def short_scan_angles(num_views: int, fan_half_angle: float) -> np.ndarray:
-    """A short scan: ``num_views`` evenly spaced angles from 0 to pi + 2 fan_half_angle
-    (both ends included), radians."""
-    if int(num_views) != num_views or num_views < 2:
-        raise ValueError(f"num_views must be an integer >= 2, got {num_views!r}.")
-    return np.linspace(0.0, np.pi + 2 * float(fan_half_angle), int(num_views))

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from iscs_jax.operators import divergent, filters
+from iscs_jax.operators import divergent, filters, scan
 from iscs_jax.operators.cone_beam import _positive_tuple
 from iscs_jax.operators.parallel_beam import _from_batch_last, _to_batch_last
 
@@ -54,6 +54,32 @@ class FanBeam:
 
     coupling: ClassVar[str] = "slicewise"
     baseline_name: ClassVar[str] = "fbp"
+    #: Measured sinograms ``[slices, views, detectors]`` can be read per slice.
+    accepts_sinogram: ClassVar[bool] = True
+
+    @classmethod
+    def from_settings(cls, volume_shape, *, plane: str = "axial", filter_name: str = "ramp",
+                      preset: str = "scaled", geometry: str = "sparse_view", num_views: int,
+                      range_degrees: float | None = None) -> "FanBeam":
+        """The one-row `ConeBeam.from_settings` scan, applied to each slice of ``[D, H, W]``.
+
+        Args:
+          volume_shape: ``(D, H, W)`` in unit pixels.
+          plane: must be ``"axial"``.
+          filter_name: the FBP filter of `baseline`.
+          preset: the distances and detector columns (`scan.divergent_geometry`).
+          geometry, num_views, range_degrees: the views over 360 degrees (`scan.view_angles`).
+        """
+        scan.require_axial(plane, "fan_beam")
+        volume_shape = tuple(volume_shape)
+        g = scan.divergent_geometry(preset, volume_shape)
+        return cls(volume_shape[1:], scan.view_angles(geometry, num_views, range_degrees, 360.0),
+                   source_origin=g["source_origin"], origin_detector=g["origin_detector"],
+                   num_detectors=g["cols"], detector_spacing=g["spacing"], filter=filter_name)
+
+    def describe(self) -> str:
+        """One line, e.g. ``"fan_beam sparse_view, 20 views"``."""
+        return f"fan_beam {scan.angle_coverage(self.angles, 360.0)}, {self.num_angles} views"
 
     def __post_init__(self):
         fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731

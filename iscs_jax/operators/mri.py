@@ -49,8 +49,8 @@ def cartesian_mask(width: int, acceleration: float, center_fraction: float,
     """
     if width < 1 or not acceleration >= 1.0 or not 0.0 <= center_fraction <= 1.0:
         raise ValueError(f"Need width >= 1, acceleration >= 1 and 0 <= center_fraction <= 1, "
-                         f"got {width}, {acceleration}, {center_fraction}; set "
-                         "operator.acceleration / operator.center_fraction.")
+                         f"got width={width}, acceleration={acceleration}, "
+                         f"center_fraction={center_fraction}.")
     num_lines = max(1, int(round(width / acceleration)))
     num_centre = min(num_lines, max(1, int(round(width * center_fraction))))
     freq = np.fft.fftfreq(width) * width  # signed integer frequency of each index
@@ -88,6 +88,26 @@ class CartesianMRI:
     halo: ClassVar[int] = 0
     baseline_name: ClassVar[str] = "zero_filled"
     baseline_names: ClassVar[tuple[str, ...]] = ("zero_filled",)
+
+    @classmethod
+    def from_settings(cls, volume_shape, *, plane: str = "axial", filter_name: str = "ramp",
+                      acceleration: float = 4.0, center_fraction: float = 0.08,
+                      mask_seed: int = 0) -> "CartesianMRI":
+        """Undersampled k-space of every image of a ``[D, H, W]`` stack (any ``plane``).
+
+        Args:
+          volume_shape: ``(D, H, W)`` of the stack of images.
+          plane, filter_name: unused (each image is measured on its own; no filter).
+          acceleration, center_fraction: of `cartesian_mask`.
+          mask_seed: the mask's ``seed``.
+        """
+        del plane, filter_name
+        return cls(tuple(volume_shape)[1:], float(acceleration), float(center_fraction),
+                   int(mask_seed))
+
+    def describe(self) -> str:
+        """One line, e.g. ``"Cartesian MRI R=4, 32 lines"``."""
+        return f"Cartesian MRI R={self.acceleration:g}, {self.lines.size} lines"
 
     def __post_init__(self):
         shape = tuple(int(s) for s in self.image_shape)

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from iscs_jax.operators import filters, protocol
+from iscs_jax.operators import filters, protocol, scan
 
 #: Rotation-centre conventions (see the module docstring).
 ROTATION_CENTERS = ("geometric", "skimage")
@@ -218,6 +218,33 @@ class ParallelBeam:
     coupling: ClassVar[str] = "slicewise"
     #: `baseline` is filtered backprojection.
     baseline_name: ClassVar[str] = "fbp"
+    #: Measured sinograms ``[slices, views, detectors]`` can be read per slice.
+    accepts_sinogram: ClassVar[bool] = True
+
+    @classmethod
+    def from_settings(cls, volume_shape, *, plane: str = "axial", filter_name: str = "ramp",
+                      geometry: str = "sparse_view", num_views: int,
+                      range_degrees: float | None = None, num_detectors: int = 0
+                      ) -> "ParallelBeam":
+        """The scan of `scan.view_angles` (views over 180 degrees) on ``[D, H, W]`` slices.
+
+        Args:
+          volume_shape: ``(D, H, W)`` of the volume (axial slices).
+          plane: must be ``"axial"``.
+          filter_name: the FBP filter of `baseline`.
+          geometry, num_views, range_degrees: the views (`scan.view_angles`).
+          num_detectors: 0 (enough to cover the image diagonal) or a positive count.
+        """
+        scan.require_axial(plane, "parallel_beam")
+        if num_detectors < 0:
+            raise ValueError(f"num_detectors={num_detectors}; use 0 (automatic) or a positive "
+                             "count.")
+        return cls(tuple(volume_shape)[1:], scan.view_angles(geometry, num_views, range_degrees),
+                   num_detectors or None, filter=filter_name)
+
+    def describe(self) -> str:
+        """One line, e.g. ``"parallel_beam sparse_view, 20 views"``."""
+        return f"parallel_beam {scan.angle_coverage(self.angles)}, {self.num_angles} views"
 
     def __post_init__(self):
         shape = tuple(int(s) for s in self.image_shape)
@@ -400,30 +427,3 @@ def _pixel_backproject(sino: jax.Array, angles: tuple[float, ...],
 
     return _scan_sum(view_term, (sino, trig))
 
-
-def _check_num_views(num_views: int) -> int:
-    if int(num_views) != num_views or num_views < 1:
-        raise ValueError(f"num_views must be a positive integer, got {num_views!r}.")
-    return int(num_views)
-
-
-def sparse_view_angles(num_views: int) -> np.ndarray:
-    """``num_views`` angles evenly spaced over [0, 180) degrees, in radians, float64 ``[num_views]``."""
-    num_views = _check_num_views(num_views)
-    return np.arange(num_views) * (np.pi / num_views)
-
-
-def limited_angle_angles(num_views: int, range_degrees: float) -> np.ndarray:
-    """``num_views`` angles evenly spaced over [0, range_degrees), in radians.
-
-    Args:
-      num_views: number of views, > 0.
-      range_degrees: angular coverage in degrees, in (0, 180].
-
-    Returns:
-      float64 ``[num_views]``.
-    """
-    num_views = _check_num_views(num_views)
-    if not 0.0 < float(range_degrees) <= 180.0:
-        raise ValueError(f"range_degrees must be in (0, 180], got {range_degrees!r}.")
-    return np.deg2rad(np.arange(num_views) * (float(range_degrees) / num_views))

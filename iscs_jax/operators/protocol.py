@@ -15,6 +15,10 @@ argument or be closed over by ``jax.shard_map``) with:
 * ``baseline(y) -> [D, H, W]`` and ``baseline_name`` (``"fbp"``, ``"fdk"``,
   ``"measured"``, ...): the classical reconstruction used for warm starts and
   the baseline row of a report;
+* a registered operator (`operators.OPERATORS`) also has the classmethod
+  ``from_settings(volume_shape, *, plane, filter_name, **settings)`` (its construction
+  from plain settings, `operators.build`), ``describe() -> str`` (one line for a log)
+  and, if measured data can be read per slice, ``accepts_sinogram = True``;
 * optionally ``pinv(y)``, an exact pseudo-inverse (`has_pinv`);
 * optionally ``gram_form()``, a `GramForm`: A^T A in a layout of the operator's
   choosing, where CG on the normal equations runs faster (`gram_form`);

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from iscs_jax import parallel
+from iscs_jax.operators import scan
 
 
 def _correlate_z(x_ext: jax.Array, taps: tuple[float, ...]) -> jax.Array:
@@ -68,6 +69,26 @@ class ZBlur:
     #: Couples each slice with `halo` neighbours on each side: a sharded sampler
     #: must use `A_sharded` / `AT_sharded`.
     coupling: ClassVar[str] = "halo"
+
+    @classmethod
+    def from_settings(cls, volume_shape, *, plane: str = "axial", filter_name: str = "ramp",
+                      kernel=(0.25, 0.5, 0.25)) -> "ZBlur":
+        """A blur of ``kernel`` along the slices of ``[D, H, W]`` (no inner operator).
+
+        Args:
+          volume_shape: ``(D, H, W)``.
+          plane: must be ``"axial"`` (the blur runs along the slice axis).
+          filter_name: unused.
+          kernel: odd-length z taps, centred.
+        """
+        del filter_name
+        scan.require_axial(plane, "zblur")
+        return cls(tuple(kernel), image_shape=tuple(volume_shape)[1:])
+
+    def describe(self) -> str:
+        """One line, e.g. ``"z blur (3 taps)"``, then the inner operator's."""
+        inner = "" if self.inner is None else f", then {self.inner.describe()}"
+        return f"z blur ({len(self.kernel)} taps){inner}"
 
     def __post_init__(self):
         taps = np.asarray(self.kernel, np.float64).reshape(-1)

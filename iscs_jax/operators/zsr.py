@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from iscs_jax import parallel
+from iscs_jax.data import prepare
 
 
 def _block_counts(depth: int, factor: int) -> np.ndarray:
@@ -91,10 +92,31 @@ class ZSuperResolution:
     #: Every baseline this operator offers, by name (`baseline_by_name`).
     baseline_names: ClassVar[tuple[str, ...]] = ("linear", "pinv")
 
+    @classmethod
+    def from_settings(cls, volume_shape, *, plane: str = "axial", filter_name: str = "ramp",
+                      factor: int = 4) -> "ZSuperResolution":
+        """Thick slices along z of a stack of ``plane`` images ``[D, H, W]``.
+
+        Args:
+          volume_shape: ``(D, H, W)`` of the stack (`data.prepare.to_planes`).
+          plane: the images' plane; z is the stack axis (axial) or the rows of each image.
+          filter_name: unused (no filtered baseline).
+          factor: thin slices per thick slice, an integer >= 1.
+        """
+        del filter_name
+        volume_shape = tuple(volume_shape)
+        z_axis = prepare.z_axis(plane)
+        return cls(int(factor), volume_shape[1:], z_axis,
+                   depth=volume_shape[0] if z_axis == 0 else None)
+
+    def describe(self) -> str:
+        """One line, e.g. ``"z super-resolution x4"``."""
+        return f"z super-resolution x{self.factor}"
+
     def __post_init__(self):
         if int(self.factor) < 1:
-            raise ValueError(f"ZSuperResolution factor must be >= 1, got {self.factor}; set "
-                             "operator.factor to the slice-thickness ratio (e.g. 4).")
+            raise ValueError(f"factor={self.factor}: the slice-thickness ratio must be an "
+                             "integer >= 1 (e.g. 4).")
         if self.z_axis not in (0, 1, 2):
             raise ValueError(f"z_axis must be 0, 1 or 2 (an axis of [D, H, W]), got "
                              f"{self.z_axis}.")
