@@ -57,7 +57,7 @@ def validate_volume(volume: np.ndarray, name: str = "volume") -> np.ndarray:
                           f"but a 3D volume [slices, rows, columns] is needed: {hint}.")
     if volume.size == 0:
         raise VolumeError(f"{name} is empty (shape {volume.shape}); give a volume with at least "
-                          "one voxel along every axis (check the slice range in the config).")
+                          "one voxel along every axis (check the range of slices selected).")
     if not np.issubdtype(volume.dtype, np.number) or np.iscomplexobj(volume):
         raise VolumeError(f"{name} has dtype {volume.dtype}; give a real-valued image volume.")
     bad = int(np.size(volume) - np.count_nonzero(np.isfinite(volume)))
@@ -123,34 +123,6 @@ def voxel_spacing(affine: np.ndarray) -> np.ndarray:
     return np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
 
 
-def resized_affine(affine: np.ndarray, old_shape, new_shape) -> np.ndarray:
-    """The affine of a volume resampled from ``old_shape`` to ``new_shape`` (``[D, H, W]``).
-
-    The field of view is kept: voxel sizes scale by old/new along each axis and
-    the origin moves so that the outer voxel edges stay where they were
-    (``jax.image.resize`` samples at the same half-pixel centres).
-
-    Returns:
-      float64 ``[4, 4]``.
-    """
-    scale = np.asarray(old_shape, np.float64)[::-1] / np.asarray(new_shape, np.float64)[::-1]
-    step = np.eye(4)
-    step[:3, :3] = np.diag(scale)
-    step[:3, 3] = (scale - 1.0) / 2.0
-    return np.asarray(affine, np.float64) @ step
-
-
-def cropped_affine(affine: np.ndarray, first_slice: int, axis: int = 0) -> np.ndarray:
-    """The affine of a ``[D, H, W]`` volume cropped to start at ``first_slice`` along ``axis``.
-
-    ``axis`` 0 (D, the default) is NIfTI's k; axis a of ``[D, H, W]`` is NIfTI axis 2 - a.
-    The origin moves ``first_slice`` voxels along that axis (negative: padding before).
-    """
-    shift = np.eye(4)
-    shift[2 - axis, 3] = first_slice
-    return np.asarray(affine, np.float64) @ shift
-
-
 def _dicom_files(folder: Path) -> list:
     import pydicom
 
@@ -164,7 +136,7 @@ def _dicom_files(folder: Path) -> list:
             slices.append(ds)
     if not slices:
         raise VolumeError(f"No DICOM image with pixel data and ImagePositionPatient was found in "
-                          f"{str(folder)!r}; point data.path at the folder of one CT series.")
+                          f"{str(folder)!r}; give the folder of one CT series.")
     return slices
 
 
@@ -301,10 +273,10 @@ def read_sinogram(path: str | os.PathLike, expected_shape) -> np.ndarray:
     want = tuple(expected_shape)
     fits = sinogram.ndim == 3 and all(w is None or w == s for w, s in zip(want, sinogram.shape))
     if not fits:
-        raise VolumeError(f"Sinogram {path.name!r} has shape {sinogram.shape}, but the configured "
-                          f"geometry needs [slices, angles, detectors] = {want} (None: any). Set "
-                          "operator.num_views / num_detectors / range_degrees to match how it was "
-                          "measured.")
+        raise VolumeError(f"Sinogram {path.name!r} has shape {sinogram.shape}, but the operator's "
+                          f"geometry needs [slices, angles, detectors] = {want} (None: any). Build "
+                          "the operator with the num_views / num_detectors / range_degrees it "
+                          "was measured with.")
     if not np.all(np.isfinite(sinogram)):
         raise VolumeError(f"Sinogram {path.name!r} has NaN or infinite values; fill them first.")
     return sinogram.astype(np.float32)

@@ -1,7 +1,5 @@
-"""Tests of iscs_jax.io (NIfTI, DICOM, validation, affines) and iscs_jax.figures."""
+"""Tests of iscs_jax.io (NIfTI, DICOM, validation) and iscs_jax.figures."""
 
-import jax
-import jax.numpy as jnp
 import matplotlib.image
 import nibabel as nib
 import numpy as np
@@ -95,27 +93,6 @@ def test_read_missing_and_4d_nifti(tmp_path):
 
 def _world(affine, ijk):
     return (affine @ np.append(np.asarray(ijk, float), 1.0))[:3]
-
-
-def test_resized_affine_matches_jax_image_resize():
-    """A linear function of world coordinates, resampled, is that function on the new grid."""
-    affine = np.array([[0.9, 0.1, 0, 4], [-0.2, 1.1, 0, -3], [0, 0, 3.0, 7], [0, 0, 0, 1.0]])
-    old_shape, new_shape = (2, 6, 8), (2, 12, 16)
-    coef = np.array([0.3, -0.7, 0.2])
-    old = np.zeros(old_shape)
-    for d, h, w in np.ndindex(*old_shape):
-        old[d, h, w] = coef @ _world(affine, (w, h, d))
-    new = np.asarray(jax.image.resize(jnp.asarray(old), new_shape, method="linear"))
-    new_affine = io.resized_affine(affine, old_shape, new_shape)
-    np.testing.assert_allclose(io.voxel_spacing(new_affine), io.voxel_spacing(affine) / [2, 2, 1])
-    for d, h, w in [(0, 3, 4), (1, 8, 11), (1, 5, 2)]:  # interior voxels (no edge clamping)
-        np.testing.assert_allclose(new[d, h, w], coef @ _world(new_affine, (w, h, d)), atol=1e-5)
-
-
-def test_cropped_affine_moves_origin_along_slices():
-    affine = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0.5, 2, 10], [0, 0, 0, 1.0]])
-    cropped = io.cropped_affine(affine, 3)
-    np.testing.assert_allclose(_world(cropped, (1, 2, 0)), _world(affine, (1, 2, 3)))
 
 
 def test_read_dicom_series_sorts_rescales_and_builds_affine(tmp_path):

@@ -298,22 +298,27 @@ def test_config_resolution_and_overrides(tmp_path):
         cli.parse_args(["--config", "ct.py", "--steps=3"])
 
 
-def test_measurement_noise_statistics():
-    y = jnp.linspace(0.0, 20.0, 50_000)
-    key = jax.random.key(0)
-    gaussian = types.SimpleNamespace(measurement_noise="gaussian", noise_std=0.5)
-    residual = inputs.add_measurement_noise(key, y, gaussian) - y
-    assert float(jnp.std(residual)) == pytest.approx(0.5, rel=0.01)
-    poisson = types.SimpleNamespace(measurement_noise="poisson", photons=1e4, attenuation=4.0)
-    noisy = inputs.add_measurement_noise(key, y, poisson)
-    scale = 4.0 / 20.0
-    # Delta method: var(-log(N / I0) / s) = 1 / (s^2 I0 exp(-s y)).
-    predicted = 1.0 / (scale**2 * 1e4 * jnp.exp(-scale * y))
-    z = (noisy - y) / jnp.sqrt(predicted)
-    assert float(jnp.mean(z)) == pytest.approx(0.0, abs=0.02)
-    assert float(jnp.std(z)) == pytest.approx(1.0, abs=0.03)
-    with pytest.raises(UserError, match="measurement_noise"):
-        inputs.add_measurement_noise(key, y, types.SimpleNamespace(measurement_noise="salt"))
+def test_library_errors_name_the_config_keys():
+    """The library's ``name=value`` errors come back as UserErrors naming the config key
+    (the noise's statistics are tested in test_measurement.py)."""
+    config = cli.load_config("ct.py:phantom,smoke")[0]
+    op = inputs.make_operator(config.operator, (1, 8, 8))
+    config.operator.measurement_noise = "salt"
+    with pytest.raises(UserError, match="operator.measurement_noise='salt'"):
+        inputs.simulate_measurement(jax.random.key(0), op, np.zeros((1, 8, 8)), config.operator)
+    config.operator.measurement_noise, config.operator.noise_std = "gaussian", -1.0
+    with pytest.raises(UserError, match="operator.noise_std=-1.0"):
+        inputs.simulate_measurement(jax.random.key(0), op, np.zeros((1, 8, 8)), config.operator)
+    config.operator.num_detectors = -2
+    with pytest.raises(UserError, match="operator.num_detectors=-2"):
+        inputs.make_operator(config.operator, (1, 8, 8))
+    with pytest.raises(UserError, match="data.plane='coronal'"):
+        inputs.make_operator(cli.load_config("ct.py")[0].operator, (1, 8, 8), plane="coronal")
+    data = config.data
+    data.slice_start, data.num_slices = 2, 9
+    volume, affine, _ = inputs.load_volume(data, 8)
+    with pytest.raises(UserError, match="data.slice_start=2, data.num_slices=9"):
+        inputs.preprocess(volume, affine, data, 8)
 
 
 def test_result_folder_is_atomic(tmp_path):

@@ -22,9 +22,6 @@ import numpy as np
 from iscs_jax import io
 from iscs_jax.data import augment, packaged, prepare
 
-#: HU below this is padding outside the scan circle (e.g. -2048) and becomes air.
-AIR_HU = -1024.0
-
 
 def phantom_source(data: ml_collections.ConfigDict) -> np.ndarray:
     """``[num_volumes * D, H, W]`` axial phantom slices (seeds 0..N-1)."""
@@ -40,7 +37,7 @@ def resample_hu(volume: np.ndarray, resolution: int, plane: str = "axial") -> np
     see `train.slab`; the CLI windows them as it windows any file).
     """
     return prepare.prepare_planes(volume, plane=plane, resolution=resolution, window="none",
-                                  floor=AIR_HU)
+                                  floor=prepare.AIR_HU)
 
 
 def hu_volume_slices(volume: np.ndarray, resolution: int, hu_range,
@@ -51,7 +48,7 @@ def hu_volume_slices(volume: np.ndarray, resolution: int, hu_range,
     window, exactly as the CLI prepares its input.
     """
     return prepare.prepare_planes(volume, plane=plane, resolution=resolution, window="range",
-                                  window_range=hu_range, floor=AIR_HU)
+                                  window_range=hu_range, floor=prepare.AIR_HU)
 
 
 def training_ranges(data: ml_collections.ConfigDict, num_planes: int) -> list[tuple[int, int]]:

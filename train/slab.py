@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 
 from iscs_jax import cli, io
-from iscs_jax.data import packaged
+from iscs_jax.data import packaged, prepare
 
 from . import data
 
@@ -36,9 +36,9 @@ def write_slab(path: str, source: str, start: int, stop: int, resolution: int) -
     volume, affine = io.read_nifti(packaged.resolve(source))
     if not 0 <= start < stop <= volume.shape[0]:
         raise ValueError(f"--start={start} --stop={stop} do not fit {volume.shape[0]} slices.")
-    slab = np.rint(data.resample_hu(volume[start:stop], resolution)).astype(np.int16)
-    affine = io.resized_affine(io.cropped_affine(affine, start), (stop - start,) +
-                               volume.shape[1:], slab.shape)
+    part, part_affine = prepare.select_planes(volume, affine, "axial", start, stop - start)
+    slab = np.rint(data.resample_hu(part, resolution)).astype(np.int16)
+    affine, _ = prepare.plane_grid_affine(part_affine, part.shape, "axial", resolution)
     image = nib.Nifti1Image(slab.transpose(2, 1, 0), affine)
     image.header.set_xyzt_units("mm")
     folder = os.path.dirname(os.path.abspath(path))

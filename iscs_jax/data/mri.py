@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 
 from iscs_jax import io
-from iscs_jax.data import packaged
+from iscs_jax.data import packaged, prepare
 
 TEMPLATE = "pkg:nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 #: Held-out coronal planes ``[start, stop)`` of the template (stored j index = H of [D, H, W]).
@@ -40,7 +40,7 @@ def write_demo_volume(path=DEMO_PATH, template: str = TEMPLATE) -> pathlib.Path:
     if not np.array_equal(slab, np.round(slab)) or slab.min() < 0 or slab.max() > 255:
         raise ValueError(f"{template} does not hold uint8 values; is it the MNI152 template?")
     out = nib.Nifti1Image(slab.transpose(2, 1, 0).astype(np.uint8),
-                          io.cropped_affine(affine, start, axis=1))
+                          prepare.cropped_affine(affine, start, axis=1))
     out.header.set_xyzt_units("mm")
     nib.save(out, str(path))
     return pathlib.Path(path)

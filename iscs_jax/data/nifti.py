@@ -18,7 +18,6 @@ from iscs_jax import io
 from iscs_jax.data import prepare
 
 CT_HU_RANGE = prepare.CT_HU_RANGE
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 #: Window names accepted here: ``"ct"`` is the ``"range"`` window with ``hu_range``.
 WINDOWS = ("ct", "minmax")
 
@@ -33,8 +32,7 @@ def list_volumes(folder) -> list[pathlib.Path]:
     if not folder.is_dir():
         raise ValueError(f"NIfTI folder {str(folder)!r} does not exist or is not a directory; "
                          "pass the folder that holds the .nii / .nii.gz volumes.")
-    files = sorted(p for p in folder.iterdir()
-                   if p.is_file() and p.name.lower().endswith(NIFTI_SUFFIXES))
+    files = sorted(p for p in folder.iterdir() if p.is_file() and io.is_nifti(p))
     if not files:
         raise ValueError(f"No .nii or .nii.gz files in {str(folder)!r}; add volumes there "
                          "or point the data folder elsewhere.")

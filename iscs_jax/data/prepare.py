@@ -16,7 +16,13 @@ first). `prepare_planes` turns it into the images a prior sees:
 
 Resizing happens before the window (in the file's units), so clipping never
 depends on the resolution. `plane_grid_affine` gives the NIfTI affine of the
-prepared grid in the input's orientation (`from_planes` restores that orientation).
+prepared grid in the input's orientation (`from_planes` restores that orientation),
+built from `cropped_affine` and `resized_affine`.
+
+`prepare_volume` is the whole preparation of a reconstruction's input: a range of
+planes (`select_planes`), then `prepare_planes`, with the affine of the result;
+`intensity_window` turns an intensity setting (`INTENSITIES`) into the window.
+Errors name the offending argument as ``name=value``.
 """
 
 from __future__ import annotations
@@ -28,16 +34,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from iscs_jax import io
+
 #: Default CT window in Hounsfield units, mapped to [0, 1].
 CT_HU_RANGE = (-1000.0, 1600.0)
+#: HU below this is padding outside the scan circle (e.g. -2048) and becomes air.
+AIR_HU = -1024.0
 #: plane name -> permutation of ``[D, H, W]`` giving ``[stack, rows, cols]``.
 PLANES = {"axial": (0, 1, 2), "coronal": (1, 0, 2), "sagittal": (2, 0, 1)}
+#: Windows of `apply_window` / `prepare_planes`.
 WINDOWS = ("range", "minmax", "none")
+#: Intensity settings of `intensity_window`: a HU window over the air floor, the
+#: volume's own range, or the values as they are.
+INTENSITIES = ("hu", "minmax", "none")
 
 
 def _check_plane(plane: str) -> tuple[int, int, int]:
     if plane not in PLANES:
-        raise ValueError(f"Unknown plane {plane!r}; valid planes: {sorted(PLANES)}.")
+        raise ValueError(f"plane={plane!r} is not one of {sorted(PLANES)}.")
     return PLANES[plane]
 
 
@@ -114,6 +128,48 @@ def apply_window(volume: np.ndarray, window: str,
     return np.clip((volume - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
+def intensity_window(intensity: str, hu_min: float = CT_HU_RANGE[0],
+                     hu_max: float = CT_HU_RANGE[1]) -> tuple[str, tuple[float, float],
+                                                          float | None]:
+    """`prepare_planes`' ``(window, window_range, floor)`` of an intensity setting.
+
+    ``"hu"``: the ``[hu_min, hu_max]`` window over the CT air floor (`AIR_HU`);
+    ``"minmax"`` and ``"none"``: those windows, no floor.
+    """
+    if intensity not in INTENSITIES:
+        raise ValueError(f"intensity={intensity!r} is not one of {INTENSITIES}.")
+    if intensity != "hu":
+        return intensity, (0.0, 1.0), None
+    low, high = float(hu_min), float(hu_max)
+    if not high > low:
+        raise ValueError(f"Need hu_max > hu_min, got hu_min={low} and hu_max={high}.")
+    return "range", (low, high), AIR_HU
+
+
+def select_planes(volume: np.ndarray, affine: np.ndarray, plane: str = "axial",
+                  start: int = 0, count: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The planes ``start .. start + count - 1`` of ``plane`` (count 0: to the end).
+
+    Args:
+      volume: ``[D, H, W]``.
+      affine: its ``[4, 4]`` NIfTI affine.
+      plane: a name of `PLANES`; its stack axis is the one cropped.
+      start, count: the first plane and the number of planes (0: all from ``start``).
+
+    Returns:
+      the cropped ``[D', H', W']`` volume (input orientation) and its affine.
+    """
+    stack_axis = _check_plane(plane)[0]
+    depth = volume.shape[stack_axis]
+    stop = depth if count == 0 else start + count
+    if not (0 <= start < depth and count >= 0 and stop <= depth):
+        raise ValueError(f"The plane range start={start}, count={count} does not fit a "
+                         f"volume of {depth} {plane} planes; use 0 <= start < {depth} and "
+                         f"start + count <= {depth} (count=0 means to the end).")
+    cropped = np.moveaxis(np.moveaxis(volume, stack_axis, 0)[start:stop], 0, stack_axis)
+    return cropped, cropped_affine(affine, start, stack_axis)
+
+
 def prepare_planes(volume: np.ndarray, *, plane: str = "axial", resolution=None,
                    window: str = "range", window_range: Sequence[float] = CT_HU_RANGE,
                    floor: float | None = None, square: bool = True) -> np.ndarray:
@@ -143,6 +199,34 @@ def prepare_planes(volume: np.ndarray, *, plane: str = "axial", resolution=None,
     return apply_window(planes, window, window_range)
 
 
+def resized_affine(affine: np.ndarray, old_shape, new_shape) -> np.ndarray:
+    """The affine of a volume resampled from ``old_shape`` to ``new_shape`` (``[D, H, W]``).
+
+    The field of view is kept: voxel sizes scale by old/new along each axis and
+    the origin moves so that the outer voxel edges stay where they were
+    (``jax.image.resize`` samples at the same half-pixel centres).
+
+    Returns:
+      float64 ``[4, 4]``.
+    """
+    scale = np.asarray(old_shape, np.float64)[::-1] / np.asarray(new_shape, np.float64)[::-1]
+    step = np.eye(4)
+    step[:3, :3] = np.diag(scale)
+    step[:3, 3] = (scale - 1.0) / 2.0
+    return np.asarray(affine, np.float64) @ step
+
+
+def cropped_affine(affine: np.ndarray, first_slice: int, axis: int = 0) -> np.ndarray:
+    """The affine of a ``[D, H, W]`` volume cropped to start at ``first_slice`` along ``axis``.
+
+    ``axis`` 0 (D, the default) is NIfTI's k; axis a of ``[D, H, W]`` is NIfTI axis 2 - a.
+    The origin moves ``first_slice`` voxels along that axis (negative: padding before).
+    """
+    shift = np.eye(4)
+    shift[2 - axis, 3] = first_slice
+    return np.asarray(affine, np.float64) @ shift
+
+
 def plane_grid_affine(affine: np.ndarray, shape, plane: str, resolution=None,
                       square: bool = True) -> np.ndarray:
     """NIfTI affine of `prepare_planes`' grid, put back in the input's ``[D, H, W]`` order.
@@ -155,7 +239,6 @@ def plane_grid_affine(affine: np.ndarray, shape, plane: str, resolution=None,
     Returns:
       ``(affine [4, 4], shape (D', H', W'))`` of ``from_planes(prepare_planes(...))``.
     """
-    from iscs_jax import io
     order = _check_plane(plane)
     stacked = [int(shape[a]) for a in order]
     pad = square_padding(*stacked[1:]) if square else ((0, 0), (0, 0))
@@ -166,7 +249,42 @@ def plane_grid_affine(affine: np.ndarray, shape, plane: str, resolution=None,
     final = [padded[0], int(size[0]), int(size[1])]
     inverse = np.argsort(order)
     for stack_axis, input_axis in enumerate(order):  # padding before = a negative crop
-        affine = io.cropped_affine(affine, -before[stack_axis], int(input_axis))
+        affine = cropped_affine(affine, -before[stack_axis], int(input_axis))
     padded_in = tuple(padded[i] for i in inverse)
     final_in = tuple(final[i] for i in inverse)
-    return io.resized_affine(affine, padded_in, final_in), final_in
+    return resized_affine(affine, padded_in, final_in), final_in
+
+
+def prepare_volume(volume: np.ndarray, affine: np.ndarray, *, resolution: int,
+                   plane: str = "axial", start: int = 0, count: int = 0, resize: bool = True,
+                   window: str = "range", window_range: Sequence[float] = CT_HU_RANGE,
+                   floor: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`select_planes`, then `prepare_planes`, with the affine of the result's grid.
+
+    Args:
+      volume: ``[D, H, W]`` in the file's units; affine: its ``[4, 4]`` NIfTI affine.
+      resolution: the images' size R.
+      plane, start, count: the planes (`select_planes`).
+      resize: False requires the (squared) planes to be R x R already.
+      window, window_range, floor: as for `prepare_planes` (see `intensity_window`).
+
+    Returns:
+      ``(planes float32 [N, R, R], affine [4, 4])``; the affine is that of
+      ``from_planes(planes, plane)`` (the input's orientation).
+
+    Raises:
+      ValueError: a bad plane or range, planes of another size with ``resize=False``,
+        or planes that are constant after the window (`io.VolumeError`).
+    """
+    volume, affine = select_planes(volume, affine, plane, start, count)
+    in_plane = to_planes(volume, plane).shape[1:]
+    if not resize and max(in_plane) != resolution:
+        raise ValueError(f"The input planes are {in_plane[0]}x{in_plane[1]} but "
+                         f"resolution={resolution} ({resolution}x{resolution}) and "
+                         f"resize=False; pass resize=True or planes of that size.")
+    planes = prepare_planes(volume, plane=plane, resolution=resolution, window=window,
+                            window_range=window_range, floor=floor)
+    what = f"{window} {tuple(float(v) for v in window_range)}" if window == "range" else window
+    io.validate_volume(planes, name=f"The volume after the intensity window ({what})")
+    grid_affine, _ = plane_grid_affine(affine, volume.shape, plane, resolution)
+    return planes, grid_affine
