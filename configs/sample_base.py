@@ -120,7 +120,7 @@ def operator_config(geometry: str, num_views: int, range_degrees: float,
     ``kind``: "parallel_beam" (views over 180 degrees), "fan_beam" or "cone_beam"
     (views over 360 degrees; geometry from ``preset``: "scaled", the published
     magnification for the volume's size, or "paper", the published distances and
-    512 x 512 detector; see `sample.inputs.divergent_geometry`).
+    512 x 512 detector; see `iscs_jax.operators.scan.divergent_geometry`).
 
     ``measurement_noise``: "none"; "gaussian" (additive, std ``noise_std`` in
     sinogram units); or "poisson": photon counts
