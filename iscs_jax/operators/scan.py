@@ -34,7 +34,8 @@ def _check_num_views(num_views) -> int:
 
 
 def sparse_view_angles(num_views: int) -> np.ndarray:
-    """``num_views`` angles evenly spaced over [0, 180) degrees, in radians, float64 ``[num_views]``."""
+    """``num_views`` angles evenly spaced over [0, 180) degrees, in radians, float64
+    ``[num_views]``."""
     num_views = _check_num_views(num_views)
     return np.arange(num_views) * (np.pi / num_views)
 
