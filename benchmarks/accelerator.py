@@ -203,7 +203,7 @@ def sharded_denoise_pass(denoise_fn: Denoiser, mesh, chunk: int, sigma: float):
 
     mapped = jax.shard_map(body, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec(axis)),
                            out_specs=PartitionSpec(axis), check_vma=False)
-    jitted = xla_options.jit(mapped, denoiser=denoise_fn)
+    jitted = xla_options.jit(mapped, denoiser=denoise_fn, num_devices=mesh.size)
     return lambda x: jitted(weights, x)
 
 

@@ -7,8 +7,8 @@ For each setting, every part of a step is jitted on its own and timed side by si
 (rounds interleaved, best round kept, so a busy machine slows all parts alike):
 the denoiser over the volume (chunks of 8), the CG data consistency, one ``A``, one
 ``AT``, one ISCS noise draw, the re-noising, and a whole sampler step as the CLI runs
-it (one `core.Window` piece: the sampler's set-up ``AT(y)``, the step and its noise
-draw and re-noising). Each is printed with its ratio to the denoiser alone.
+it (one `runtime.Reconstructor.piece`: the step with its noise draw and re-noising,
+the run's set-up ``AT(y)`` computed once before). Each is printed with its ratio to the denoiser alone.
 
 * ``demo``: 32 slices of 64x64, 20 views, ``phantom64``, 10 CG iterations.
 * ``chest``: 64 slices of 128x128, 20 views, ``chest128`` (the CLI default).
@@ -63,7 +63,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from iscs_jax import noise, priors, samplers, xla_options  # noqa: E402
+from iscs_jax import noise, parallel, priors, runtime, xla_options  # noqa: E402
 from iscs_jax.denoise_sharding import shard_denoiser  # noqa: E402
 from iscs_jax.models import UNet, make_denoise_fn  # noqa: E402
 from iscs_jax.models.unet import UNetConfig  # noqa: E402
@@ -120,11 +120,12 @@ def step_breakdown(name: str, rounds: int) -> None:
     noise_fn = noise.make_noise_fn("iscs")
 
     sigmas = jnp.geomspace(1.0, 0.05, 30).astype(jnp.float32)
-    # compiled as the CLI compiles its sampler (`xla_options.for_denoiser`)
+    # the parts compiled as the runtime compiles its sampler (`xla_options.for_denoiser`)
     jit = functools.partial(xla_options.jit, denoiser=denoise_fn)
-    one_step = jit(lambda k, yy, xi: samplers.reconstruct(
-        k, yy, op, denoise_fn, noise="iscs", sigmas=sigmas, cg_iters=CG_ITERS, rho=0.0,
-        chunk_size=CHUNK, window=core.Window(xi, 0, 1)))
+    recon = runtime.Reconstructor(op, denoise_fn, sigmas=sigmas, cg_iters=CG_ITERS, rho=0.0,
+                                  chunk_size=CHUNK)
+    run = recon.prepare(y)  # the run's set-up (A^T y), once
+    x_step = parallel.shard_slices(x, recon.mesh)
 
     parts = {
         "denoiser": (jit(lambda v: denoise_volume(denoise_fn, v, sigma)), x),
@@ -136,7 +137,7 @@ def step_breakdown(name: str, rounds: int) -> None:
                                                       eta=0.85)), x),
     }
     fns = {k: (lambda f=f, a=a: f(a)) for k, (f, a) in parts.items()}
-    fns["step"] = lambda: one_step(key, y, x)
+    fns["step"] = lambda: recon.piece(key, run, core.Window(x_step, 0, 1))
     t = best_times(fns, rounds)
     print(f"\n[{name}] {slices} slices of {size}x{size}, {views} views, {prior_name}, "
           f"{CG_ITERS} CG iterations, chunks of {CHUNK}")
@@ -228,7 +229,7 @@ def rates(rounds: int) -> None:
     steps = {"train step": training_step(1)}
     if n > 1:
         denoisers[f"denoiser/{n} dev"] = xla_options.jit(shard_denoiser(denoise_fn),
-                                                         denoiser=denoise_fn)
+                                                         denoiser=denoise_fn, num_devices=n)
         steps[f"train/{n} dev"] = training_step(n)
     # The same work on any device count: XLA's cost analysis of a sharded program counts
     # one device's share, so every variant is credited with the one-device FLOPs.

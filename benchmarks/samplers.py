@@ -3,8 +3,8 @@
     python benchmarks/samplers.py [--config ct.py] [--samplers dds,ddnm,dps,admm_tv]
                                   [--compare iid,iscs] [--set KEY=VALUE ...]
 
-Runs ``python -m sample`` (in this process, through `sample.run.run`) once per
-sampler with ``--config.sampler.name=NAME`` and each sampler's own default
+Runs ``python -m sample`` (a subprocess; its result folder's ``metrics.json`` is
+read back) once per sampler with ``--config.sampler.name=NAME`` and each sampler's own default
 settings, every noise control with the same key, and prints one table: PSNR and
 SSIM of the volume and of each plane, the inter-slice discontinuity, and seconds
 per volume (without compilation), with the baseline (FBP) row first. ``--set``
@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from iscs_jax import samplers  # noqa: E402
-from sample import cli, run  # noqa: E402
 
 PLANES = ("axial", "coronal", "sagittal")
 
@@ -40,12 +41,14 @@ def parse_args():
 
 def run_sampler(args, name: str, workdir: Path) -> tuple[dict, float]:
     """One CLI run with ``sampler.name=name``; returns (metrics.json, wall seconds)."""
-    config, config_name = cli.load_config(args.config)
-    for item in [f"sampler.name={name}", f"compare={args.compare}", *args.set]:
-        key, _, value = item.partition("=")
-        cli.apply_override(config, key, value)
+    overrides = [f"--config.{item}" for item in
+                 [f"sampler.name={name}", f"compare={args.compare}", *args.set]]
     start = time.perf_counter()
-    folder = run.run(config, config_name, workdir, progress=False, log=lambda *a: None)
+    out = subprocess.run([sys.executable, "-m", "sample", "--config", args.config, *overrides,
+                          "--workdir", str(workdir)], cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"python -m sample failed for sampler {name}:\n{out.stderr}")
+    folder = Path(out.stdout.strip().splitlines()[-1])
     return json.loads((folder / "metrics.json").read_text()), time.perf_counter() - start
 
 

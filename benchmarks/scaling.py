@@ -3,7 +3,7 @@
     python benchmarks/scaling.py [--max-devices 8] [--slices 32] [--size 64] [--steps 4]
                                  [--operator beam|zblur] [--noise iscs] [--repeats 3]
 
-One volume of ``--slices`` slices is reconstructed with `reconstruct_sharded` on
+One volume of ``--slices`` slices is reconstructed with `runtime.Reconstructor` on
 meshes of 1, 2, 4, ... up to ``--max-devices`` devices (the same key, so the
 same result); each program is compiled once, then timed (median of
 ``--repeats``). Efficiency = t(1) / (n t(n)): 100% is linear scaling.
@@ -49,7 +49,7 @@ def main():
     from iscs_jax import parallel  # noqa: PLC0415
     from iscs_jax.operators.parallel_beam import ParallelBeam  # noqa: PLC0415
     from iscs_jax.operators.zaxis import ZBlur  # noqa: PLC0415
-    from iscs_jax.samplers.sharded import reconstruct_sharded  # noqa: PLC0415
+    from iscs_jax import runtime  # noqa: PLC0415
 
     shape = (args.size, args.size)
     beam = ParallelBeam(shape, tuple(np.linspace(0, np.pi, args.angles, endpoint=False)))
@@ -66,9 +66,12 @@ def main():
     print(f"{'devices':>7} {'seconds':>9} {'slices/s':>9} {'efficiency':>10} {'max|diff|':>10}")
     first = base = None
     for n in counts:
-        run = lambda: reconstruct_sharded(
-            jax.random.key(1), y, operator, denoise, mesh=parallel.make_mesh(n), sigmas=sigmas,
-            noise=args.noise, cg_iters=args.cg_iters, chunk_size=args.chunk_size)
+        recon = runtime.Reconstructor(operator, denoise, sigmas=sigmas, noises=(args.noise,),
+                                      mesh=parallel.make_mesh(n), cg_iters=args.cg_iters,
+                                      chunk_size=args.chunk_size)
+        prepared = recon.prepare(y)
+        run = lambda recon=recon, prepared=prepared: recon.reconstruct(
+            jax.random.key(1), prepared, noise=args.noise)
         out = parallel.gather_to_host(run())  # compile; gathered for the comparison
         times = []
         for _ in range(args.repeats):

@@ -61,3 +61,29 @@ class _Plain:
     def __call__(self, weights, x: jax.Array, sigma: jax.Array) -> jax.Array:
         del weights
         return self.fn(x, sigma)
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianDenoiser:
+    """The MMSE denoiser of a per-pixel prior N(mean, std^2), a `DenoiseFn`.
+
+    ``x0_hat = (std^2 x + sigma^2 mean) / (std^2 + sigma^2)``: closed form, no weights, no
+    image structure (a regularised least-squares baseline; the tests' stand-in for a
+    learned prior). A frozen dataclass, so equal settings compare and hash equal and
+    share compiled programs.
+
+    Attributes:
+      mean: the prior's mean.
+      std: the prior's standard deviation (> 0).
+    """
+
+    mean: float = 0.0
+    std: float = 1.0
+
+    def __post_init__(self):
+        if not float(self.std) > 0:
+            raise ValueError(f"GaussianDenoiser: std must be > 0, got {self.std}.")
+
+    def __call__(self, x: jax.Array, sigma: jax.Array) -> jax.Array:
+        """``x [n, H, W]``, ``sigma`` (scalar) -> ``x0_hat [n, H, W]``."""
+        return (self.std**2 * x + sigma**2 * self.mean) / (self.std**2 + sigma**2)

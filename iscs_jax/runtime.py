@@ -167,7 +167,8 @@ class Reconstructor:
         denoiser = Denoiser.of(denoise_fn)
         self._apply = denoiser.apply
         self._weights = parallel.replicate(denoiser.weights, self.mesh)
-        self._program = _jitted(tuple(sorted(xla_options.for_denoiser(denoiser).items())))
+        options = xla_options.for_denoiser(denoiser, num_devices=self.mesh.size)
+        self._program = _jitted(tuple(sorted(options.items())))
 
     @property
     def num_steps(self) -> int:

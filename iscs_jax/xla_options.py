@@ -15,7 +15,11 @@ gets by default; only ``INDIVIDUAL_CONVOLUTION`` is dropped from its fusion
 types.
 
 `compiler_options()` returns the option on a CPU backend and ``{}`` elsewhere
-(GPUs and TPUs do not read it), for wide networks, when the user chose the
+(GPUs and TPUs do not read it), for programs over more than one device (with 4
+host devices sharing the cores, a DPS program holding the U-Net, a power
+iteration and psums gave a different result on each run, 0.10-0.12 max abs
+off the one-device volume, with the option and none without it: XLA:CPU's
+multithreaded convolutions and its host collectives do not mix), for wide networks, when the user chose the
 YNNPACK fusion types themselves in ``XLA_FLAGS`` (theirs are kept), or when
 this jaxlib does not know the option (checked once by compiling a one-element
 program). Pass it to your own ``jax.jit(..., compiler_options=...)`` around a
@@ -42,23 +46,26 @@ YNN_WITHOUT_CONVOLUTIONS = ",".join(
 YNN_MIN_CHANNELS = 128
 
 
-def compiler_options(backend: str | None = None, *, channels: int | None = None
-                     ) -> dict[str, str]:
+def compiler_options(backend: str | None = None, *, channels: int | None = None,
+                     num_devices: int = 1) -> dict[str, str]:
     """The options the library compiles a program with on ``backend``.
 
     Args:
       backend: ``"cpu"``, ``"gpu"``, ``"tpu"``...; ``None`` for `jax.default_backend`.
       channels: the widest convolution's channel count in the program (`conv_channels`);
         ``None`` when unknown or when it has none.
+      num_devices: how many devices the program runs on (its mesh's size).
 
     Returns:
-      ``{YNN_FUSION_TYPES: YNN_WITHOUT_CONVOLUTIONS}`` on CPU for programs narrower than
-      `YNN_MIN_CHANNELS` (convolutions run by XLA on every core); ``{}`` for wider ones, on
-      other backends, when ``XLA_FLAGS`` already sets the YNNPACK fusion types, or when
-      this jaxlib rejects the option.
+      ``{YNN_FUSION_TYPES: YNN_WITHOUT_CONVOLUTIONS}`` on CPU for one-device programs
+      narrower than `YNN_MIN_CHANNELS` (convolutions run by XLA on every core); ``{}`` for
+      wider ones, for programs over several devices, on other backends, when ``XLA_FLAGS``
+      already sets the YNNPACK fusion types, or when this jaxlib rejects the option.
     """
     backend = jax.default_backend() if backend is None else backend
     if backend != "cpu" or YNN_FUSION_TYPES in os.environ.get("XLA_FLAGS", ""):
+        return {}
+    if num_devices > 1:
         return {}
     if channels is not None and channels >= YNN_MIN_CHANNELS:
         return {}
@@ -74,10 +81,13 @@ def conv_channels(weights) -> int | None:
     return max(widths, default=None)
 
 
-def for_denoiser(denoise_fn, backend: str | None = None) -> dict[str, str]:
-    """`compiler_options` for a program around ``denoise_fn``: sized by the convolutions
-    of its weights when it is an `iscs_jax.denoiser.Denoiser`, else by none."""
-    return compiler_options(backend, channels=conv_channels(getattr(denoise_fn, "weights", ())))
+def for_denoiser(denoise_fn, backend: str | None = None, *, num_devices: int = 1
+                 ) -> dict[str, str]:
+    """`compiler_options` for a program around ``denoise_fn`` on ``num_devices`` devices:
+    sized by the convolutions of its weights when it is an `iscs_jax.denoiser.Denoiser`,
+    else by none."""
+    return compiler_options(backend, channels=conv_channels(getattr(denoise_fn, "weights", ())),
+                            num_devices=num_devices)
 
 
 @functools.cache
@@ -92,14 +102,15 @@ def _cpu_options() -> tuple[tuple[str, str], ...]:
     return options
 
 
-def jit(fun, *, channels: int | None = None, denoiser=None, **kwargs):
-    """``jax.jit(fun, **kwargs)`` compiled with ``compiler_options(channels=channels)``, or
-    with `for_denoiser` of ``denoiser`` when one is given (a ``compiler_options`` given here
-    wins for the keys it names).
+def jit(fun, *, channels: int | None = None, denoiser=None, num_devices: int = 1, **kwargs):
+    """``jax.jit(fun, **kwargs)`` compiled with ``compiler_options(channels=channels,
+    num_devices=num_devices)``, or with `for_denoiser` of ``denoiser`` when one is given (a
+    ``compiler_options`` given here wins for the keys it names).
 
     The backend is read when this is called, so call it where the program is built,
     not at import time.
     """
-    ours = compiler_options(channels=channels) if denoiser is None else for_denoiser(denoiser)
+    ours = (compiler_options(channels=channels, num_devices=num_devices) if denoiser is None
+            else for_denoiser(denoiser, num_devices=num_devices))
     options = {**ours, **kwargs.pop("compiler_options", {})}
     return jax.jit(fun, compiler_options=options or None, **kwargs)

@@ -11,9 +11,10 @@ weights.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from pathlib import Path
 from typing import Any, Callable
+
+from iscs_jax.denoiser import GaussianDenoiser
 
 from . import configs
 from .errors import UserError
@@ -33,19 +34,13 @@ class GaussianPrior:
     metadata: dict = dataclasses.field(default_factory=dict)
 
 
-@functools.lru_cache(maxsize=None)
 def gaussian_denoiser(mean: float, std: float) -> Callable:
-    """``denoise(x [n, H, W], sigma) -> x0_hat [n, H, W]`` for a N(mean, std^2) pixel prior.
-
-    Cached, so equal settings give the same function and compiled samplers are reused.
-    """
-    if std <= 0:
-        raise UserError(f"prior.gaussian_std must be > 0, got {std}.")
-
-    def denoise_fn(x, sigma):
-        return (std**2 * x + sigma**2 * mean) / (std**2 + sigma**2)
-
-    return denoise_fn
+    """`iscs_jax.denoiser.GaussianDenoiser` of ``prior.gaussian_mean`` / ``gaussian_std``
+    (equal settings give equal denoisers, so compiled samplers are reused)."""
+    try:
+        return GaussianDenoiser(float(mean), float(std))
+    except ValueError:
+        raise UserError(f"prior.gaussian_std must be > 0, got {std}.") from None
 
 
 #: prior.kind -> the parameterisation it requires (None: whatever the file records).

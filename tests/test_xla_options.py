@@ -98,16 +98,22 @@ def test_the_runtime_compiles_its_sampler_with_the_options():
     assert dict(program._jit_info.compiler_options_kvs) == xla_options.compiler_options()
 
 
-def test_the_training_step_has_no_ynnpack_convolution():
-    import importlib.util
+def test_programs_over_several_devices_keep_xlas_defaults(denoiser_and_chunk):
+    """Several host devices: no options (with them a 4-device DPS program once gave a
+    different volume on every run; `tests/test_runtime.py` runs that case)."""
+    denoise_fn, _ = denoiser_and_chunk
+    assert xla_options.compiler_options(num_devices=4) == {}
+    assert xla_options.for_denoiser(denoise_fn, num_devices=2) == {}
+    assert xla_options.for_denoiser(denoise_fn, num_devices=1) == xla_options.compiler_options()
+    jitted = xla_options.jit(lambda x: x, denoiser=denoise_fn, num_devices=2)
+    assert not dict(jitted._jit_info.compiler_options_kvs or ())
 
-    from iscs_jax import parallel
+
+def test_the_training_step_has_no_ynnpack_convolution():
+    from iscs_jax import cli, parallel
     from train import loop
 
-    spec = importlib.util.spec_from_file_location("train_phantom", "configs/train_phantom.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("smoke")
+    config = cli.load_config("train_phantom.py:smoke", "configs")[0]
     mesh = parallel.make_mesh(1, "batch")
     tx = loop.make_optimizer(config)
     graphdef, state = loop.create_train_state(config, tx)

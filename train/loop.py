@@ -148,7 +148,7 @@ def compile_train_step(graphdef, tx, config, mesh):
     step_fn = make_train_step(graphdef, tx, config)
     rep = parallel.replicated(mesh)
     widest = config.model.base_width * max(config.model.channel_mults)
-    return xla_options.jit(step_fn, channels=widest, donate_argnums=0,
+    return xla_options.jit(step_fn, channels=widest, num_devices=mesh.size, donate_argnums=0,
                            in_shardings=(rep, parallel.leading_axis_sharding(mesh)),
                            out_shardings=(rep, rep))
 
