@@ -138,6 +138,9 @@ def operator_config(geometry: str, num_views: int, range_degrees: float,
     operator.num_views = num_views
     operator.range_degrees = float(range_degrees)  # only for limited_angle.
     operator.num_detectors = 0  # 0 = enough to cover the image diagonal.
+    # fan_beam / cone_beam: views projected together; cone-beam memory grows with it
+    # (O(view_chunk * cols * (rows + D)) per A/AT pass; benchmarks/memory.py).
+    operator.view_chunk = 8
     operator.measurement_noise = "none"
     operator.noise_std = 0.0
     operator.photons = 1e5

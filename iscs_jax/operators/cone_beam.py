@@ -89,7 +89,7 @@ class ConeBeam:
     @classmethod
     def from_settings(cls, volume_shape, *, plane: str = "axial", filter_name: str = "ramp",
                       preset: str = "scaled", geometry: str = "sparse_view", num_views: int,
-                      range_degrees: float | None = None) -> "ConeBeam":
+                      range_degrees: float | None = None, view_chunk: int = 8) -> "ConeBeam":
         """A circular scan of a ``[D, H, W]`` volume in the geometry of a preset.
 
         Args:
@@ -98,6 +98,7 @@ class ConeBeam:
           filter_name: the FDK filter of `baseline`.
           preset: the distances and detector (`scan.divergent_geometry`).
           geometry, num_views, range_degrees: the views over 360 degrees (`scan.view_angles`).
+          view_chunk: views projected together (memory against speed, see the attribute).
         """
         scan.require_axial(plane, "cone_beam")
         volume_shape = tuple(volume_shape)
@@ -105,7 +106,8 @@ class ConeBeam:
         return cls(volume_shape, scan.view_angles(geometry, num_views, range_degrees, 360.0),
                    source_origin=g["source_origin"], origin_detector=g["origin_detector"],
                    detector_shape=(g["rows"], g["cols"]),
-                   detector_spacing=(g["spacing"], g["spacing"]), filter=filter_name)
+                   detector_spacing=(g["spacing"], g["spacing"]), view_chunk=view_chunk,
+                   filter=filter_name)
 
     def describe(self) -> str:
         """One line, e.g. ``"cone_beam sparse_view, 20 views"``."""
@@ -130,7 +132,8 @@ class ConeBeam:
                                  f"{radius:.1f} (source and detector outside the volume).")
             fix(name, value)
         if int(self.view_chunk) < 1:
-            raise ValueError(f"view_chunk must be >= 1, got {self.view_chunk}.")
+            raise ValueError(f"view_chunk={self.view_chunk!r}: need at least one view per "
+                             "chunk (e.g. 8).")
         fix("view_chunk", int(self.view_chunk))
         if self.filter not in filters.FILTERS:
             raise ValueError(f"Unknown FDK filter {self.filter!r}; valid names are "

@@ -60,7 +60,7 @@ class FanBeam:
     @classmethod
     def from_settings(cls, volume_shape, *, plane: str = "axial", filter_name: str = "ramp",
                       preset: str = "scaled", geometry: str = "sparse_view", num_views: int,
-                      range_degrees: float | None = None) -> "FanBeam":
+                      range_degrees: float | None = None, view_chunk: int = 8) -> "FanBeam":
         """The one-row `ConeBeam.from_settings` scan, applied to each slice of ``[D, H, W]``.
 
         Args:
@@ -69,13 +69,15 @@ class FanBeam:
           filter_name: the FBP filter of `baseline`.
           preset: the distances and detector columns (`scan.divergent_geometry`).
           geometry, num_views, range_degrees: the views over 360 degrees (`scan.view_angles`).
+          view_chunk: views projected together.
         """
         scan.require_axial(plane, "fan_beam")
         volume_shape = tuple(volume_shape)
         g = scan.divergent_geometry(preset, volume_shape)
         return cls(volume_shape[1:], scan.view_angles(geometry, num_views, range_degrees, 360.0),
                    source_origin=g["source_origin"], origin_detector=g["origin_detector"],
-                   num_detectors=g["cols"], detector_spacing=g["spacing"], filter=filter_name)
+                   num_detectors=g["cols"], detector_spacing=g["spacing"],
+                   view_chunk=view_chunk, filter=filter_name)
 
     def describe(self) -> str:
         """One line, e.g. ``"fan_beam sparse_view, 20 views"``."""
