@@ -55,6 +55,9 @@ def prior_config() -> ml_collections.ConfigDict:
     prior.kind = "auto"
     # Only for a .pth path: its network config ("" = configs/models/ncsnpp_256.py).
     prior.model_config = ""
+    # What the network computes in: "float32", or "bfloat16" (weights cast once at load; for
+    # GPUs/TPUs, not faster on CPU). Sampler state, data consistency and metrics stay float32.
+    prior.dtype = "float32"
     # Only for name="gaussian" (a closed-form MMSE denoiser of a per-pixel Gaussian, for tests
     # and ablations): image size, prior mean and standard deviation.
     prior.resolution = 64
@@ -194,6 +197,9 @@ def get_sample_config(geometry: str, num_views: int, range_degrees: float = 180.
     config.noise = noise_config()
     config.operator = operator_config(geometry, num_views, range_degrees, kind)
     config.parallel = base.get_base_config().parallel  # num_devices (0 = all), multi-host
+    # every > 0: checkpoint each reconstruction's iterate every that many steps, so that
+    # `python -m sample ... --resume` continues a killed run (0: no checkpoints).
+    config.checkpoint = ml_collections.ConfigDict(dict(every=0))
     config.compare = "iid,iscs"  # noise controls run with the same key; "" = noise.kind only.
     config.num_samples = 1  # K > 1: K keys per control -> mean and voxel-wise std written.
     config.seed = 0

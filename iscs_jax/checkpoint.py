@@ -1,5 +1,6 @@
 """Orbax checkpointing of a training state pytree: periodic, atomic, keep-last-N,
-and a restore that skips a corrupted latest step instead of crashing.
+and a restore that skips a corrupted latest step instead of crashing; and of a
+reconstruction's iterate (`IterateCheckpoints`), so a long run can resume.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import logging
 import os
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 log = logging.getLogger(__name__)
@@ -75,3 +77,48 @@ def _abstract(x):
     if isinstance(x, jax.ShapeDtypeStruct):
         return x
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None))
+
+
+class IterateCheckpoints:
+    """A reconstruction's iterate checkpointed every ``every`` steps, to resume a killed run.
+
+    Step ``s`` holds the padded iterate after ``s`` sampler steps (what
+    `iscs_jax.runtime.Reconstructor.reconstruct` gives ``on_iterate``); saves are atomic
+    (Orbax), the last two steps are kept. `finish` stores the finished volume
+    (``finished.npy``, written to a temporary name and renamed) so a resumed run skips it.
+
+    Args:
+      directory: a folder of this reconstruction alone (created).
+      every: save every this many steps (>= 1).
+    """
+
+    FINISHED = "finished.npy"
+
+    def __init__(self, directory: str, every: int):
+        self.directory = os.path.abspath(directory)
+        self.manager = make_manager(self.directory, every, keep=2)
+
+    def save(self, steps_done: int, x) -> bool:
+        """Saves the iterate after ``steps_done`` steps if due; whether it saved."""
+        return save(self.manager, int(steps_done), {"x": x})
+
+    def restore(self, like) -> tuple[int, object] | None:
+        """``(steps_done, x)`` of the newest readable step, or ``None`` when none was saved.
+
+        Args:
+          like: the iterate's ``jax.ShapeDtypeStruct`` (shape, dtype and sharding).
+        """
+        state, step = restore_latest(self.manager, {"x": like})
+        return None if state is None else (int(step), state["x"])
+
+    def finish(self, volume) -> None:
+        """Stores the finished volume (host data)."""
+        path = os.path.join(self.directory, self.FINISHED)
+        with open(path + ".tmp", "wb") as file:
+            np.save(file, np.asarray(volume))
+        os.replace(path + ".tmp", path)
+
+    def finished(self):
+        """The finished volume, or ``None`` if the reconstruction did not finish."""
+        path = os.path.join(self.directory, self.FINISHED)
+        return np.load(path) if os.path.exists(path) else None

@@ -55,7 +55,8 @@ class UserError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Flag:
-    """``--name VALUE``: converted by ``type`` (str, int, float), one of ``choices`` if set."""
+    """``--name VALUE``: converted by ``type`` (str, int, float), one of ``choices`` if set;
+    a ``bool`` flag is a switch (``--name`` alone sets it; ``--name=false`` also parses)."""
     name: str
     help: str
     default: Any = REQUIRED
@@ -260,8 +261,9 @@ def _canonical(name: str) -> str:
     return "--" + name[2:].replace("-", "_") if name.startswith("--") else name
 
 
-def _split_args(argv: list[str]) -> list[tuple[str, str | None]]:
-    """``["--a=1", "--b", "2", "-v"]`` -> ``[("--a", "1"), ("--b", "2"), ("-v", None)]``."""
+def _split_args(argv: list[str], switches=()) -> list[tuple[str, str | None]]:
+    """``["--a=1", "--b", "2", "-v"]`` -> ``[("--a", "1"), ("--b", "2"), ("-v", None)]``;
+    the names in ``switches`` (besides `SWITCHES`) never take the next argument."""
     pairs, i = [], 0
     while i < len(argv):
         arg = argv[i]
@@ -270,7 +272,7 @@ def _split_args(argv: list[str]) -> list[tuple[str, str | None]]:
                             "(--NAME=VALUE).")
         name, eq, value = arg.partition("=")
         name = _canonical(name)
-        if not eq and name not in SWITCHES and i + 1 < len(argv) \
+        if not eq and name not in SWITCHES and name not in switches and i + 1 < len(argv) \
                 and not argv[i + 1].startswith("--"):
             value, eq, i = argv[i + 1], "=", i + 1
         pairs.append((name, value if eq else None))
@@ -298,7 +300,8 @@ def parse(program: Program, argv: list[str]) -> types.SimpleNamespace:
       ``config`` (a ConfigDict, or None), ``config_name`` (the config file's stem),
       ``verbose``, ``help`` and one attribute per `Flag`.
     """
-    pairs = _split_args(list(argv))
+    bools = {f"--{flag.name}" for flag in program.flags if flag.type is bool}
+    pairs = _split_args(list(argv), bools)
     switches = {SWITCHES[name] for name, _ in pairs if name in SWITCHES}
     args = types.SimpleNamespace(config=None, config_name="", verbose="verbose" in switches,
                                  help="help" in switches,
@@ -309,6 +312,8 @@ def parse(program: Program, argv: list[str]) -> types.SimpleNamespace:
     for name, raw in pairs:
         if name in SWITCHES:
             continue
+        if raw is None and name in bools:
+            raw = "true"
         if raw is None:
             raise UserError(f"{name} needs a value ({name}=VALUE).")
         if program.config and name == "--config":

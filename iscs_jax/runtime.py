@@ -224,7 +224,9 @@ class Reconstructor:
                           jnp.int32(window.first), run.setup)
 
     def reconstruct(self, key: jax.Array, y, *, noise="iscs", x_init=None,
-                    on_step: Callable[[int], None] | None = None) -> jax.Array:
+                    on_step: Callable[[int], None] | None = None,
+                    start: tuple[int, jax.Array] | None = None,
+                    on_iterate: Callable[[int, jax.Array], None] | None = None) -> jax.Array:
         """One reconstruction, driven from Python one step at a time.
 
         Args:
@@ -234,6 +236,12 @@ class Reconstructor:
           noise: one of the noise controls given at construction.
           x_init: warm start ``[D, H, W]`` when ``y`` is a measurement.
           on_step: called with i after step i has finished (e.g. to advance a progress bar).
+          start: ``(steps_done, x_pad)``: continue from the padded iterate after that many
+            steps (what ``on_iterate`` was given, e.g. restored by
+            `iscs_jax.checkpoint.IterateCheckpoints`); the result is the uninterrupted
+            run's, bit for bit on the same devices.
+          on_iterate: called with ``(steps_done, x_pad)`` after each step: the padded
+            iterate ``[D_pad, H, W]`` on the mesh (e.g. to checkpoint it).
 
         Returns:
           the reconstruction ``[D, H, W]``, a global array over the mesh (use
@@ -242,16 +250,19 @@ class Reconstructor:
         run = y if isinstance(y, Run) else self.prepare(y, x_init)
         x = core.run_in_pieces(functools.partial(self.piece, key, run, noise=noise),
                                self.num_steps, final_denoise=self.final_denoise,
-                               on_step=on_step)
+                               on_step=on_step, start=start, on_iterate=on_iterate)
         return x if x.shape[0] == run.num_slices else x[:run.num_slices]
+
+    def iterate_like(self, run: Run) -> jax.ShapeDtypeStruct:
+        """The padded iterate's shape, dtype and sharding (a restore target)."""
+        aty = run.setup.aty
+        return jax.ShapeDtypeStruct(aty.shape, aty.dtype, sharding=aty.sharding)
 
     def compile(self, run: Run) -> float:
         """Compiles every program a run of ``run``'s shapes needs (the set-up is compiled by
         `prepare`): the initial draw, a step and the final step; returns the seconds."""
         start = time.perf_counter()
-        key, index = jax.random.key(0), jnp.int32(0)
-        x = jax.ShapeDtypeStruct(run.setup.aty.shape, run.setup.aty.dtype,
-                                 sharding=run.setup.aty.sharding)
+        key, index, x = jax.random.key(0), jnp.int32(0), self.iterate_like(run)
         pieces = [(None, 0, False), (x, 1, False)] + ([(x, 0, True)] if self.final_denoise
                                                        else [])
         for x_window, count, final in pieces:
@@ -261,8 +272,7 @@ class Reconstructor:
 
     def lower(self, run: Run, count: int = 1):
         """The lowered program of a ``count``-step piece (for inspecting its HLO)."""
-        x = jax.ShapeDtypeStruct(run.setup.aty.shape, run.setup.aty.dtype,
-                                 sharding=run.setup.aty.sharding)
+        x = self.iterate_like(run)
         return self._call(self._static(run.num_slices, count), jax.random.key(0), run.y,
                           run.x_init, jnp.int32(0), x, jnp.int32(0), run.setup, lower=True)
 

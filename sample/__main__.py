@@ -1,5 +1,5 @@
 """``python -m sample --config ct.py[:smoke] [--config.KEY=VALUE ...] [--workdir DIR]
-[--compilation_cache DIR|off] [--verbose]`` (installed: ``iscs-sample``).
+[--compilation_cache DIR|off] [--resume] [--verbose]`` (installed: ``iscs-sample``).
 
 Reconstructs a volume (default: the embedded chest CT slab) and writes
 ``<workdir>/<config>/<timestamp>/``, whose path is the last line printed.
@@ -18,7 +18,7 @@ def _reconstruct(args) -> None:
     from . import compilation_cache, run
 
     compilation_cache.enable(args.compilation_cache)
-    folder = run.run(args.config, args.config_name, args.workdir)
+    folder = run.run(args.config, args.config_name, args.workdir, resume=args.resume)
     if folder is not None:  # None on processes other than 0 (they write nothing)
         print(folder)
 

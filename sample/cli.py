@@ -35,6 +35,10 @@ PROGRAM = shared.Program(
         shared.Flag("compilation_cache", "where compiled programs are kept for the next run "
                     "('': $JAX_COMPILATION_CACHE_DIR, else ~/.cache/iscs-jax/xla); 'off' "
                     "disables it.", default="", metavar="DIR|off"),
+        shared.Flag("resume", "continue the newest unfinished run of this config in the "
+                    "workdir from its last checkpoint (runs checkpoint every "
+                    "checkpoint.every steps; e.g. --config.checkpoint.every=5).",
+                    default=False, type=bool, metavar=""),
     ),
     renamed_keys=RENAMED_KEYS,
     interrupted="Interrupted: no result folder was written.")
@@ -52,5 +56,5 @@ def apply_override(config: ml_collections.ConfigDict, key: str, raw: str) -> Non
 
 def parse_args(argv: list[str]) -> types.SimpleNamespace:
     """The command line: ``config``, ``config_name``, ``workdir``, ``compilation_cache``,
-    ``verbose``, ``help``."""
+    ``resume``, ``verbose``, ``help``."""
     return shared.parse(PROGRAM, argv)

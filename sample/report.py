@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
 import shutil
 import uuid
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Mapping
 
 from tqdm.auto import tqdm
+
+from .errors import UserError
 
 PLANES = ("axial", "coronal", "sagittal")
 
@@ -99,21 +102,68 @@ def _claim_name(parent: Path, stem: str) -> Path:
             suffix += 1
 
 
+#: In an unfinished (checkpointing) run's temporary folder: the config it runs.
+RUN_CONFIG = "run_config.json"
+
+
+def unfinished_run(parent: str | os.PathLike, config_json: str) -> Path:
+    """The newest unfinished checkpointing run of ``parent`` (a ``.tmp-*`` folder holding
+    `RUN_CONFIG`), which must have been started with the config ``config_json``.
+
+    Raises:
+      UserError: there is none, or it ran another config (the keys that differ named).
+    """
+    runs = sorted((p for p in Path(parent).glob(".tmp-*") if (p / RUN_CONFIG).is_file()),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    if not runs:
+        raise UserError(f"--resume: there is no unfinished run in {str(parent)!r} to continue "
+                        "(a run can be resumed when it was started with "
+                        "--config.checkpoint.every=K); drop --resume to start afresh.")
+    theirs, ours = json.loads((runs[0] / RUN_CONFIG).read_text()), json.loads(config_json)
+    differ = sorted(_differences(theirs, ours))
+    if differ:
+        raise UserError(f"--resume: the newest unfinished run {str(runs[0])!r} was started with "
+                        f"another config (different: {', '.join(differ)}); resume it with the "
+                        "same config and overrides, or drop --resume to start afresh.")
+    return runs[0]
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+            out += _differences(a[key], b[key], f"{prefix}{key}.")
+        elif a.get(key) != b.get(key):
+            out.append(prefix + key)
+    return out
+
+
 @contextlib.contextmanager
-def result_folder(parent: str | os.PathLike):
+def result_folder(parent: str | os.PathLike, *, reuse: Path | None = None,
+                  keep_on_error: bool = False):
     """Yields a temporary folder that becomes ``parent/<timestamp>`` on success.
 
     On any exception (including KeyboardInterrupt) the temporary folder is
-    removed and nothing is left in ``parent`` besides what was there. The
+    removed and nothing is left in ``parent`` besides what was there, unless
+    ``keep_on_error`` (a checkpointing run, which ``--resume`` continues). The
     final path is stored in the yielded object's ``final`` attribute after the
     ``with`` block.
+
+    Args:
+      parent: where the result folder goes.
+      reuse: an unfinished run's temporary folder to continue (`unfinished_run`).
+      keep_on_error: keep the temporary folder when the block fails.
     """
     parent = Path(parent)
     missing = [p for p in (parent, *parent.parents) if not p.exists()]
     parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    handle = _Folder(parent / f".tmp-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    handle.path.mkdir()  # (not tempfile.mkdtemp: the folder keeps the user's umask)
+    if reuse is not None:
+        handle, missing = _Folder(Path(reuse)), []
+    else:
+        handle = _Folder(parent / f".tmp-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        handle.path.mkdir()  # (not tempfile.mkdtemp: the folder keeps the user's umask)
     try:
         yield handle
         final = _claim_name(parent, stamp)
@@ -123,8 +173,12 @@ def result_folder(parent: str | os.PathLike):
             final.rmdir()
             raise
         handle.final = final
+    except BaseException:
+        if keep_on_error:
+            handle.keep = True
+        raise
     finally:
-        if handle.path.exists():
+        if handle.path.exists() and not handle.keep:
             shutil.rmtree(handle.path, ignore_errors=True)
             for folder in missing:  # folders this call created, innermost first
                 with contextlib.suppress(OSError):
@@ -135,3 +189,4 @@ class _Folder:
     def __init__(self, path: Path):
         self.path = path
         self.final: Path | None = None
+        self.keep = False

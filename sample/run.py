@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from iscs_jax import (figures, io, metrics, noise, operators, parallel, runtime, samplers,
-                      sde)
+from iscs_jax import (checkpoint, figures, io, metrics, noise, operators, parallel, runtime,
+                      samplers, sde)
 from iscs_jax.data import prepare
 from iscs_jax.samplers import renoise
 from . import inputs as inputs_lib
@@ -76,6 +77,20 @@ def check_sampler_config(config) -> None:
         raise UserError("Invalid config: " + "; ".join(problems) + ". Fix these overrides.")
 
 
+def check_checkpoint_config(config, resume: bool) -> int:
+    """``checkpoint.every`` (0: no checkpoints), checked against ``--resume`` and the run."""
+    every = int(config.checkpoint.every)
+    if every < 0:
+        raise UserError(f"checkpoint.every={every} must be >= 0 (0: no checkpoints).")
+    if resume and every == 0:
+        raise UserError("--resume continues a run from its checkpoints: set "
+                        "--config.checkpoint.every=K as the interrupted run did.")
+    if every and jax.process_count() > 1:
+        raise UserError("checkpoint.every > 0 is for single-process runs for now; set "
+                        "--config.checkpoint.every=0 for a multi-host run.")
+    return every
+
+
 def resolved_eta(config) -> float | None:
     """``sampler.eta``, or ``None`` (the re-noising rule's default) when it is negative."""
     return None if config.sampler.eta < 0 else float(config.sampler.eta)
@@ -131,13 +146,15 @@ def run_baseline(operator, y):
 
 
 def run_noise_kinds(kinds, key, y, operator, denoise_fn, sigmas, x_init, config, log,
-                    mesh=None, progress: bool = True):
+                    mesh=None, progress: bool = True, checkpoints: Path | None = None):
     """``num_samples`` reconstructions (sampler ``sampler.name``) for each noise control.
 
     Sample k uses ``fold_in(key, k)`` whatever the control, so controls are
     compared on the same keys. One `iscs_jax.runtime.Reconstructor` serves every
     control and sample (one compilation, the set-up computed once); with a
-    ``mesh`` of more than one device the slices are sharded over it.
+    ``mesh`` of more than one device the slices are sharded over it. With
+    ``checkpoints`` (a folder), each reconstruction's iterate is checkpointed every
+    ``checkpoint.every`` steps there and a reconstruction found there continues.
 
     Returns:
       kind -> ``(mean [D, R, R], std [D, R, R] or None, seconds per volume)``.
@@ -157,20 +174,44 @@ def run_noise_kinds(kinds, key, y, operator, denoise_fn, sigmas, x_init, config,
     for kind in kinds:
         draws, seconds = [], []
         for k in range(config.num_samples):
-            bar.start(len(sigmas), f"{kind} {k + 1}/{config.num_samples}")
+            label = f"{kind} {k + 1}/{config.num_samples}"
+            store = None if checkpoints is None else checkpoint.IterateCheckpoints(
+                str(checkpoints / f"{kind}_{k}"), int(config.checkpoint.every))
             start = time.perf_counter()
-            x = recon.reconstruct(jax.random.fold_in(key, k), prepared, noise=kind,
-                                  on_step=lambda i: bar.advance())
-            volume = parallel.gather_to_host(x)
+            volume = _sample(recon, prepared, jax.random.fold_in(key, k), kind, label, bar,
+                             store, log)
             seconds.append(time.perf_counter() - start)
-            bar.close()
-            log(f"sampled {kind} {k + 1}/{config.num_samples}: {bar.steps_seen} steps in "
-                f"{seconds[-1]:.1f} s")
             draws.append(volume)
         draws = np.stack(draws)
         std = draws.std(axis=0) if len(draws) > 1 else None
         results[kind] = (draws.mean(axis=0), std, float(np.mean(seconds)))
     return results
+
+
+def _sample(recon, prepared, key, kind, label, bar, store, log) -> np.ndarray:
+    """One reconstruction as a host array, continued from (and checkpointed to) ``store``."""
+    done = None if store is None else store.finished()
+    if done is not None:
+        log(f"sampled {label}: restored (it finished before the run was stopped)")
+        return done
+    start = None if store is None else store.restore(recon.iterate_like(prepared))
+    if start is not None:
+        log(f"{label}: resuming after step {start[0]} of {recon.num_steps}")
+
+    def on_iterate(steps_done, x):
+        if store is not None and store.save(steps_done, x):
+            log(f"checkpointed step {steps_done}")
+
+    bar.start(recon.num_steps - (0 if start is None else start[0]), label)
+    begin = time.perf_counter()
+    x = recon.reconstruct(key, prepared, noise=kind, on_step=lambda i: bar.advance(),
+                          start=start, on_iterate=on_iterate)
+    volume = parallel.gather_to_host(x)
+    bar.close()
+    log(f"sampled {label}: {bar.steps_seen} steps in {time.perf_counter() - begin:.1f} s")
+    if store is not None:
+        store.finish(volume)
+    return volume
 
 
 def device_mesh(config):
@@ -248,7 +289,7 @@ def describe_operator(operator, config) -> str:
 
 
 def run(config, config_name: str, workdir: str | Path = "results", *, progress: bool = True,
-        log=print) -> Path:
+        log=print, resume: bool = False) -> Path:
     """Runs a reconstruction config end to end and writes its result folder.
 
     Args:
@@ -257,6 +298,8 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
       workdir: results root.
       progress: show a tqdm bar per reconstruction.
       log: where the summary lines and the table go.
+      resume: continue the newest unfinished run of this config in ``workdir`` (started
+        with ``checkpoint.every`` > 0) from its checkpoints.
 
     Returns:
       the result folder ``<workdir>/<config_name>/<timestamp>`` (``None`` on processes other
@@ -267,6 +310,7 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
     """
     kinds = noise_kinds(config)
     check_sampler_config(config)
+    every = check_checkpoint_config(config, resume)
     mesh = device_mesh(config)
     prior = prior_lib.load_prior(config.prior)
     prior_lib.check_prior(prior, name=prior_lib.prior_source(config.prior))
@@ -289,17 +333,30 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
     baseline, baseline_seconds = run_baseline(inputs.operator, y)
     volumes, stds, seconds = {name: baseline}, {}, {name: baseline_seconds}
     x_init = jax.numpy.asarray(baseline) if config.sampler.warm_start == "baseline" else None
-    results = run_noise_kinds(kinds, sample_key, y, inputs.operator, prior.denoise_fn, sigmas,
-                              x_init, config, log, mesh=mesh, progress=progress)
-    for kind, (mean, std, kind_seconds) in results.items():
-        volumes[kind], seconds[kind] = mean, kind_seconds
-        if std is not None:
-            stds[kind] = std
-    table = method_metrics(volumes, inputs.reference, seconds, inputs.plane)
-    log(report.format_table(table))
-    if jax.process_index() != 0:  # every process computed the same result; process 0 writes it
+    sample = functools.partial(run_noise_kinds, kinds, sample_key, y, inputs.operator,
+                               prior.denoise_fn, sigmas, x_init, config, log, mesh=mesh,
+                               progress=progress)
+    if jax.process_index() != 0:  # every process computes the same result; process 0 writes it
+        sample()
         return None
-    with report.result_folder(Path(workdir) / config_name) as folder:
+    parent, record = Path(workdir) / config_name, config.to_json(indent=2) + "\n"
+    reuse = report.unfinished_run(parent, record) if resume else None
+    if reuse is not None:
+        log(f"resuming the unfinished run in {reuse}")
+    with report.result_folder(parent, reuse=reuse, keep_on_error=every > 0) as folder:
+        checkpoints = folder.path / "checkpoints" if every else None
+        if every:
+            (folder.path / report.RUN_CONFIG).write_text(record)
+        results = sample(checkpoints=checkpoints)
+        for kind, (mean, std, kind_seconds) in results.items():
+            volumes[kind], seconds[kind] = mean, kind_seconds
+            if std is not None:
+                stds[kind] = std
+        table = method_metrics(volumes, inputs.reference, seconds, inputs.plane)
+        log(report.format_table(table))
         write_results(folder.path, inputs, volumes, stds, table, config,
                       make_figure(volumes, inputs, config_name))
+        if every:  # a finished run keeps its results, not its checkpoints
+            shutil.rmtree(checkpoints)
+            (folder.path / report.RUN_CONFIG).unlink()
     return folder.final

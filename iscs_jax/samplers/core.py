@@ -257,7 +257,9 @@ def sample(step_fn: StepFn, settings, key: jax.Array, y: jax.Array, operator,
 
 
 def run_in_pieces(run_piece: Callable[[Window], jax.Array], num_steps: int, *,
-                  final_denoise: bool = False, on_step: Callable[[int], None] | None = None):
+                  final_denoise: bool = False, on_step: Callable[[int], None] | None = None,
+                  start: tuple[int, jax.Array] | None = None,
+                  on_iterate: Callable[[int, jax.Array], None] | None = None):
     """Drives a run from Python one step at a time; the same result as the whole run.
 
     The pieces are the initial draw (``Window(None, 0, 0)``), one piece per step
@@ -272,13 +274,20 @@ def run_in_pieces(run_piece: Callable[[Window], jax.Array], num_steps: int, *,
       num_steps: N, the length of ``sigmas``.
       final_denoise: whether the sampler was asked for the final Tweedie step.
       on_step: called with i once step i has finished (e.g. to advance a progress bar).
+      start: ``(steps_done, x)``: continue a run whose first ``steps_done`` steps gave the
+        iterate ``x`` (e.g. restored from a checkpoint) instead of starting afresh.
+      on_iterate: called with ``(steps_done, x)`` after each step (e.g. to checkpoint x).
 
     Returns:
       what the last piece returned.
     """
-    x = run_piece(Window(None, 0, 0))
-    for i in range(num_steps):
+    first, x = (0, run_piece(Window(None, 0, 0))) if start is None else start
+    if not 0 <= first <= num_steps:
+        raise ValueError(f"start: {first} steps done is outside [0, {num_steps}].")
+    for i in range(first, num_steps):
         x = jax.block_until_ready(run_piece(Window(x, i, 1)))
         if on_step is not None:
             on_step(i)
+        if on_iterate is not None:
+            on_iterate(i + 1, x)
     return run_piece(Window(x, num_steps, 0, True)) if final_denoise else x
