@@ -139,7 +139,8 @@ class Reconstructor:
         its own settings (e.g. DDS ``cg_iters``, ``rho``); plain Python values.
 
     Raises:
-      ValueError: an unknown sampler or noise control, bad settings or mesh.
+      ValueError: an unknown sampler or noise control, bad settings or mesh, or a schedule
+        that is not finite, positive and non-increasing.
     """
 
     def __init__(self, operator, denoise_fn, *, sigmas, sampler: str = "dds",
@@ -160,6 +161,7 @@ class Reconstructor:
             if isinstance(name, str):
                 noise_lib.make_noise_fn(name)
         self.operator, self.sampler = operator, sampler
+        core.check_sigmas(sigmas)
         self.sigmas = jnp.asarray(sigmas, jnp.float32)
         self.settings = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
                                      for k, v in settings.items()))

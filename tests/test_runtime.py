@@ -130,3 +130,21 @@ def test_four_devices_equal_one_with_a_unet_and_one_slice_per_device():
     for tag in tags:
         assert four_devices[tag] <= 1e-5, (tag, four_devices[tag])
         assert four_devices[tag + "/range"] > 1e-2, tag
+
+
+@pytest.mark.parametrize("sigmas, message", [
+    ([1.0, 2.0, 0.5], "increase at step 1"),
+    ([1.0, 0.0], "<= 0"),
+    ([1.0, -0.1], "<= 0"),
+    ([1.0, float("nan")], "NaN"),
+    ([], "non-empty"),
+])
+def test_bad_schedules_are_refused_at_the_library_boundary(sigmas, message):
+    """Finite, positive, non-increasing: the runtime and every plain sampler check it."""
+    op, _, y = problem()
+    with pytest.raises(ValueError, match=message):
+        runtime.Reconstructor(op, DENOISER, sigmas=sigmas)
+    for name in samplers.SAMPLERS:
+        with pytest.raises(ValueError, match=message):
+            samplers.get_sampler(name)(jax.random.key(0), y, op, DENOISER, noise="iscs",
+                                       sigmas=np.asarray(sigmas, np.float32))

@@ -38,6 +38,7 @@ from typing import Any, Callable, NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from iscs_jax import noise as noise_lib
 from iscs_jax.samplers import renoise as renoise_lib
@@ -140,9 +141,30 @@ def whole_run(num_steps: int) -> Window:
 StepFn = Callable[[Context, jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
 
+def check_sigmas(sigmas) -> None:
+    """Raises a ValueError unless ``sigmas`` is a non-empty 1D schedule of finite, positive,
+    non-increasing noise levels; the values are checked when they are known (not traced:
+    a schedule passed to your own ``jax.jit`` as an argument is checked by shape only)."""
+    if np.ndim(sigmas) != 1 or np.shape(sigmas)[0] < 1:
+        raise ValueError(f"sigmas must be a non-empty 1D array, got shape {np.shape(sigmas)}.")
+    if isinstance(sigmas, jax.core.Tracer):
+        return
+    values = np.asarray(sigmas, np.float64)
+    problems = []
+    if not np.all(np.isfinite(values)):
+        problems.append("contain NaN or infinite values")
+    elif not np.all(values > 0):
+        problems.append(f"contain values <= 0 (smallest {values.min():g})")
+    elif np.any(np.diff(values) > 0):
+        i = int(np.argmax(np.diff(values) > 0))
+        problems.append(f"increase at step {i + 1} ({values[i]:g} -> {values[i + 1]:g})")
+    if problems:
+        raise ValueError(f"sigmas {problems[0]}: a schedule must be finite, positive and "
+                         "non-increasing, e.g. sde.VESDE(sigma_min, sigma_max).sigmas(N).")
+
+
 def _check_args(sigmas, chunk_size):
-    if sigmas.ndim != 1 or sigmas.shape[0] < 1:
-        raise ValueError(f"sigmas must be a non-empty 1D array, got shape {sigmas.shape}.")
+    check_sigmas(sigmas)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
 
