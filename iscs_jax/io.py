@@ -9,9 +9,9 @@ with ``k`` the slice index, ``j`` the row and ``i`` the column, so
 ``(i, j, k)`` voxel convention (RAS+ world coordinates, millimetres), so an
 affine read from a file can be written back unchanged.
 
-A DICOM series (one file per slice) is read the same way: a slice's pixel
-array is ``[rows, columns] = [j, i]`` and slices are sorted along the slice
-normal; the LPS patient coordinates of DICOM become RAS by negating x and y.
+A DICOM series (one file per slice) is read the same way (`iscs_jax.dicom`): a
+slice's pixel array is ``[rows, columns] = [j, i]`` and slices are sorted along
+the slice normal; the LPS patient coordinates of DICOM become RAS by negating x and y.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import numpy as np
 
 #: File name endings read as NIfTI.
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 class VolumeError(ValueError):
@@ -123,95 +122,39 @@ def voxel_spacing(affine: np.ndarray) -> np.ndarray:
     return np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
 
 
-def _dicom_files(folder: Path) -> list:
-    import pydicom
+def read_dicom_series(folder: str | os.PathLike, *, series: str | None = None,
+                      resample: bool = False, notes: list | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Reads one series of a DICOM folder (one slice per file) in its rescaled units (HU).
 
-    slices = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        try:
-            ds = pydicom.dcmread(str(path))
-        except Exception:  # not a DICOM file (e.g. a README or DICOMDIR)
-            continue
-        if "PixelData" in ds and "ImagePositionPatient" in ds:
-            slices.append(ds)
-    if not slices:
-        raise VolumeError(f"No DICOM image with pixel data and ImagePositionPatient was found in "
-                          f"{str(folder)!r}; give the folder of one CT series.")
-    return slices
-
-
-def _dicom_geometry(slices: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row/column direction cosines and the slice positions along the normal."""
-    orientation = np.asarray(slices[0].get("ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), float)
-    row_dir, col_dir = orientation[:3], orientation[3:]
-    normal = np.cross(row_dir, col_dir)
-    positions = np.array([np.dot(np.asarray(s.ImagePositionPatient, float), normal)
-                          for s in slices])
-    return row_dir, col_dir, positions
-
-
-def read_dicom_series(folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Reads a DICOM series folder (one slice per file) in Hounsfield units.
-
-    Slices are sorted by ImagePositionPatient projected on the slice normal
-    (cross product of the ImageOrientationPatient direction cosines); pixel
-    values become ``value * RescaleSlope + RescaleIntercept``.
+    `iscs_jax.dicom.read_series` does the work: files grouped by SeriesInstanceUID,
+    localizers and images of another orientation left out, slices sorted along the slice
+    normal, uneven spacing an error (or resampled), RescaleSlope/Intercept per file.
 
     Args:
       folder: directory holding the series' files (other files are skipped).
+      series: SeriesInstanceUID or SeriesDescription of the series, when there are several.
+      resample: resample unevenly spaced slices to uniform spacing instead of an error.
+      notes: a list that receives the reader's notes (images left out, resampling).
 
     Returns:
-      ``(volume float32 [D, H, W] in HU, affine [4, 4])`` with the NIfTI
-      ``(i, j, k)`` voxel convention and RAS+ world millimetres.
+      ``(volume float32 [D, H, W], affine [4, 4])`` with the NIfTI ``(i, j, k)`` voxel
+      convention and RAS+ world millimetres.
 
     Raises:
-      VolumeError: missing folder, no slices, mixed slice sizes, or bad values.
+      VolumeError: missing folder, no slices, several series, uneven spacing, bad values.
     """
+    from iscs_jax import dicom
+
     folder = Path(folder)
     _require_file(folder, "DICOM folder")
     if not folder.is_dir():
         raise VolumeError(f"{str(folder)!r} is a file, not a DICOM series folder; give the folder "
                           "that holds one .dcm file per slice (or a .nii/.nii.gz file).")
-    return _dicom_volume(_dicom_files(folder), folder.name)
-
-
-def _dicom_volume(slices: list, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted, rescaled ``[D, H, W]`` HU volume and affine of DICOM datasets of one series."""
-    row_dir, col_dir, positions = _dicom_geometry(slices)
-    order = np.argsort(positions, kind="stable")
-    slices, positions = [slices[i] for i in order], positions[order]
-    try:
-        pixels = [s.pixel_array for s in slices]
-    except Exception as err:  # pydicom raises many types for compressed / corrupt pixel data
-        raise VolumeError(f"Could not decode the pixel data of the DICOM image(s) {name!r} "
-                          f"({err}); install the decoder pydicom names, or convert the series "
-                          "to NIfTI.") from err
-    shapes = {p.shape for p in pixels}
-    if len(shapes) != 1:
-        raise VolumeError(f"The DICOM slices in {name!r} have different sizes {shapes}; "
-                          "the folder must hold a single series.")
-    volume = np.stack([p.astype(np.float64) * float(s.get("RescaleSlope", 1.0))
-                       + float(s.get("RescaleIntercept", 0.0)) for p, s in zip(pixels, slices)])
-    volume = validate_volume(volume, name=f"DICOM {name!r}")
-    return volume, _dicom_affine(slices, row_dir, col_dir, positions)
-
-
-def _dicom_affine(slices, row_dir, col_dir, positions) -> np.ndarray:
-    """NIfTI-convention RAS affine of a sorted DICOM series."""
-    row_spacing, col_spacing = (float(v) for v in slices[0].get("PixelSpacing", [1.0, 1.0]))
-    origin = np.asarray(slices[0].ImagePositionPatient, float)
-    if len(slices) > 1:
-        step = (np.asarray(slices[-1].ImagePositionPatient, float) - origin) / (len(slices) - 1)
-    else:
-        thickness = float(slices[0].get("SliceThickness", 1.0) or 1.0)
-        step = np.cross(row_dir, col_dir) * thickness
-    affine = np.eye(4)
-    affine[:3, 0] = row_dir * col_spacing  # i: along a row, column spacing
-    affine[:3, 1] = col_dir * row_spacing  # j: down a column, row spacing
-    affine[:3, 2] = step
-    affine[:3, 3] = origin
-    del positions
-    return _LPS_TO_RAS @ affine
+    result = dicom.read_series(folder, series=series, resample=resample)
+    if notes is not None:
+        notes.extend(f"DICOM {folder.name!r}: {note}" for note in result.notes)
+    return validate_volume(result.volume, name=f"DICOM {folder.name!r}"), result.affine
 
 
 def read_dicom_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -220,23 +163,19 @@ def read_dicom_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     Raises:
       VolumeError: not a DICOM image with pixel data and ImagePositionPatient.
     """
-    import pydicom
+    from iscs_jax import dicom
 
-    path = Path(path)
-    try:
-        ds = pydicom.dcmread(str(path))
-    except Exception as err:  # pydicom raises many types for non-DICOM files
-        raise VolumeError(f"Cannot read {str(path)!r}: it is neither .nii/.nii.gz nor a DICOM "
-                          f"file ({err}); give a NIfTI file, a DICOM file or a DICOM series "
-                          "folder.") from err
-    if "PixelData" not in ds or "ImagePositionPatient" not in ds:
-        raise VolumeError(f"The DICOM file {str(path)!r} has no pixel data or no "
-                          "ImagePositionPatient; give a CT/MR image file.")
-    return _dicom_volume([ds], path.name)
+    result = dicom.read_file(path)
+    return validate_volume(result.volume, name=f"DICOM {Path(path).name!r}"), result.affine
 
 
-def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+def read_volume(path: str | os.PathLike, *, series: str | None = None, resample: bool = False,
+                notes: list | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Reads a NIfTI file, a DICOM series folder or a single DICOM file (dispatch on the path).
+
+    Args:
+      path: the file or folder.
+      series, resample, notes: for a DICOM folder, as for `read_dicom_series`.
 
     Returns:
       ``(volume float32 [D, H, W], affine [4, 4])``; ``D == 1`` for a single DICOM image.
@@ -245,7 +184,7 @@ def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     if is_nifti(path):
         return read_nifti(path)
     if path.is_dir():
-        return read_dicom_series(path)
+        return read_dicom_series(path, series=series, resample=resample, notes=notes)
     _require_file(path, "Input")
     return read_dicom_file(path)
 
