@@ -27,6 +27,7 @@ _TESTS = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(_TESTS), _TESTS]  # this checkout's package and examples
 
 import operator_examples  # noqa: E402
+from fixtures import GAUSSIAN  # noqa: E402
 from iscs_jax import parallel  # noqa: E402
 from iscs_jax.operators import protocol  # noqa: E402
 from iscs_jax.samplers import dds, sharded  # noqa: E402
@@ -69,20 +70,15 @@ def check(op, volume_shape, num_devices):
             padded)
 
 
-def gaussian_denoiser(x, sigma):
-    """E[x0 | x0 + sigma n] for x0 ~ N(0.5, 0.1) per pixel (closed form)."""
-    return (0.1 * x + sigma**2 * 0.5) / (0.1 + sigma**2)
-
-
 def sampler_check(op, volume_shape):
     """max |reconstruct_sharded - dds.reconstruct| on 1, 2, 4 devices, relative to max |ref|."""
     x = jnp.asarray(np.random.default_rng(1).uniform(size=volume_shape), jnp.float32)
     y = op.A(x)
-    ref = jax.jit(lambda key, y: dds.reconstruct(key, y, op, gaussian_denoiser, sigmas=SIGMAS,
+    ref = jax.jit(lambda key, y: dds.reconstruct(key, y, op, GAUSSIAN, sigmas=SIGMAS,
                                                  **SAMPLER))(jax.random.key(2), y)
     out = {}
     for n in (1, 2, 4):
-        got = sharded.reconstruct_sharded(jax.random.key(2), y, op, gaussian_denoiser,
+        got = sharded.reconstruct_sharded(jax.random.key(2), y, op, GAUSSIAN,
                                           mesh=parallel.make_mesh(n), sigmas=SIGMAS, **SAMPLER)
         out[n] = [_relative(got, ref), list(got.shape)]
     return out

@@ -20,34 +20,22 @@ import re  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
+from fixtures import GAUSSIAN, beam, max_diff, zblur  # noqa: E402
 from iscs_jax import noise as noise_lib  # noqa: E402
 from iscs_jax import parallel, runtime  # noqa: E402
-from iscs_jax.operators.parallel_beam import ParallelBeam  # noqa: E402
 from iscs_jax.operators.zaxis import ZBlur  # noqa: E402
 from iscs_jax.samplers import dds, sharded  # noqa: E402
 
 SIZE = 16
-PRIOR_MEAN, PRIOR_VAR = 0.5, 0.1
 SIGMAS = jnp.array([5.0, 1.0, 0.2])
 SAMPLER = dict(cg_iters=3, chunk_size=2, rho=1.0)
 COLLECTIVES = ("all-reduce", "all-gather", "collective-permute", "all-to-all", "reduce-scatter")
 
 
-def gaussian_denoiser(x, sigma):
-    """E[x0 | x0 + sigma n] for x0 ~ N(mean, var) per pixel (closed form)."""
-    return (PRIOR_VAR * x + sigma**2 * PRIOR_MEAN) / (PRIOR_VAR + sigma**2)
-
-
 def volume(depth):
     return jax.random.uniform(jax.random.key(0), (depth, SIZE, SIZE))
-
-
-def max_diff(a, b):
-    diff = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
-    return float(diff.max()) if diff.size else 0.0
 
 
 def operator_checks():
@@ -79,9 +67,8 @@ def operator_checks():
 
 def sampler_checks():
     """reconstruct_sharded on 1, 2, 4 devices vs single-device dds.reconstruct."""
-    beam = ParallelBeam((SIZE, SIZE), tuple(np.linspace(0, np.pi, 8, endpoint=False)))
-    cases = [("beam", beam, 7, False), ("zblur", ZBlur((0.25, 0.5, 0.25)), 7, False),
-             ("zblur", ZBlur((0.25, 0.5, 0.25)), 6, True)]
+    cases = [("beam", beam(SIZE), 7, False), ("zblur", zblur(), 7, False),
+             ("zblur", zblur(), 6, True)]
     out = {}
     for name, op, depth, warm in cases:
         x = volume(depth)
@@ -90,11 +77,11 @@ def sampler_checks():
         for kind in ("iid", "iscs") if not warm else ("iscs",):
             kwargs = dict(noise=kind, sigmas=SIGMAS, x_init=x_init, **SAMPLER)
             ref = jax.jit(lambda k, y, op=op, kw=kwargs: dds.reconstruct(
-                k, y, op, gaussian_denoiser, **kw))(jax.random.key(1), y)
+                k, y, op, GAUSSIAN, **kw))(jax.random.key(1), y)
             # n = 1 runs the sharded path on one device (once per operator; `ref` is the
             # plain single-device sampler).
             for n in ((1, 2, 4) if kind == "iid" else (2, 4)) if not warm else (4,):
-                got = sharded.reconstruct_sharded(jax.random.key(1), y, op, gaussian_denoiser,
+                got = sharded.reconstruct_sharded(jax.random.key(1), y, op, GAUSSIAN,
                                                   mesh=parallel.make_mesh(n), **kwargs)
                 tag = f"{name}_{kind}_D{depth}_n{n}" + ("_warm" if warm else "")
                 out[tag] = max_diff(got, ref)
@@ -140,11 +127,10 @@ def noise_hlo_checks():
 
 def sampler_hlo_checks():
     """Collectives and per-device image buffers of the compiled sharded sampler (4 devices)."""
-    beam = ParallelBeam((SIZE, SIZE), tuple(np.linspace(0, np.pi, 8, endpoint=False)))
     out = {}
-    for name, op in (("beam", beam), ("zblur", ZBlur((0.25, 0.5, 0.25)))):
+    for name, op in (("beam", beam(SIZE)), ("zblur", zblur())):
         depth, mesh = 7, parallel.make_mesh(4)
-        recon = runtime.Reconstructor(op, gaussian_denoiser, sigmas=SIGMAS, mesh=mesh,
+        recon = runtime.Reconstructor(op, GAUSSIAN, sigmas=SIGMAS, mesh=mesh,
                                       noises=("iscs",), cg_iters=3, chunk_size=2)
         text = recon.lower(recon.prepare(op.A(volume(depth))), len(SIGMAS)).compile().as_text()
         out[name] = dict(collectives=sorted(set(_collectives(text))),

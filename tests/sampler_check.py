@@ -21,11 +21,9 @@ import json  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 
+from fixtures import GAUSSIAN, beam, max_diff, zblur  # noqa: E402
 from iscs_jax import parallel, samplers  # noqa: E402
-from iscs_jax.operators.parallel_beam import ParallelBeam  # noqa: E402
-from iscs_jax.operators.zaxis import ZBlur  # noqa: E402
 
 SIZE, DEPTH = 16, 7
 SIGMAS = jnp.array([5.0, 1.0, 0.2])
@@ -37,29 +35,19 @@ SETTINGS = {
 }
 
 
-def gaussian_denoiser(x, sigma):
-    """E[x0 | x0 + sigma n] for x0 ~ N(0.5, 0.1) per pixel (closed form)."""
-    return (0.1 * x + sigma**2 * 0.5) / (0.1 + sigma**2)
-
-
-def max_diff(a, b):
-    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
-
-
 def main():
     assert jax.device_count() == 4, jax.devices()
-    beam = ParallelBeam((SIZE, SIZE), tuple(np.linspace(0, np.pi, 8, endpoint=False)))
     x = jax.random.uniform(jax.random.key(0), (DEPTH, SIZE, SIZE))
     out = {}
-    for op_name, op in (("beam", beam), ("zblur", ZBlur((0.25, 0.5, 0.25)))):
+    for op_name, op in (("beam", beam(SIZE)), ("zblur", zblur())):
         y = op.A(x)
         for name in samplers.SAMPLERS:
             kwargs = dict(noise="iscs", sigmas=SIGMAS, chunk_size=2, x_init=0.5 * x,
                           **SETTINGS.get(name, {}))
             ref = jax.jit(lambda k, y, op=op, name=name, kw=kwargs: samplers.get_sampler(name)(
-                k, y, op, gaussian_denoiser, **kw))(jax.random.key(1), y)
+                k, y, op, GAUSSIAN, **kw))(jax.random.key(1), y)
             for n in (2, 4):
-                got = samplers.reconstruct_sharded(jax.random.key(1), y, op, gaussian_denoiser,
+                got = samplers.reconstruct_sharded(jax.random.key(1), y, op, GAUSSIAN,
                                                    mesh=parallel.make_mesh(n), sampler=name,
                                                    **kwargs)
                 out[f"{name}_{op_name}_n{n}"] = max_diff(got, ref)
@@ -67,7 +55,7 @@ def main():
             mesh = parallel.make_mesh(4)
             pieces = samplers.core.run_in_pieces(
                 lambda w, kw=kwargs, op=op, name=name: samplers.reconstruct_sharded(
-                    jax.random.key(1), y, op, gaussian_denoiser, mesh=mesh, sampler=name,
+                    jax.random.key(1), y, op, GAUSSIAN, mesh=mesh, sampler=name,
                     window=w, **kw), len(SIGMAS))
             out[f"{name}_{op_name}_pieces_n4"] = max_diff(pieces[:DEPTH], ref)
             out[f"{name}_{op_name}_ref_vs_truth"] = max_diff(ref, x)

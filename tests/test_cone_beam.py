@@ -5,8 +5,6 @@ any line has a closed form; the volume and voxel sizes are anisotropic. (Adjoint
 gradient and sharding checks of both operators are in test_operator_contract.py.)
 """
 
-import functools
-
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -33,8 +31,8 @@ GEOMETRY = dict(source_origin=60.0, origin_detector=40.0, detector_shape=(44, 52
                 detector_spacing=(1.6, 1.4), voxel_size=VOXEL)
 
 
-@functools.lru_cache(maxsize=None)
-def _phantom() -> np.ndarray:
+@pytest.fixture(scope="module")
+def phantom() -> np.ndarray:
     """The Gaussians sampled at the voxel centres, float32 ``[D, H, W]``."""
     axes = [divergent.centres(n, s) for n, s in zip(SHAPE, VOXEL)]
     z, y, x = np.meshgrid(*axes, indexing="ij")
@@ -74,14 +72,14 @@ def _relative(a, b):
     return float(np.linalg.norm(np.asarray(a) - b) / np.linalg.norm(b))
 
 
-def test_forward_matches_analytic_line_integrals():
+def test_forward_matches_analytic_line_integrals(phantom):
     """Relative L2 <= 1% (observed 0.7%: linear-interpolation smoothing of the sampled
     Gaussians); a half-voxel shift or a flipped axis gives several times more."""
     op = ConeBeam(SHAPE, full_orbit_angles(8) + 0.3, **GEOMETRY)
     reference = _line_integrals(op)
-    error = _relative(op.A(_phantom()), reference)
+    error = _relative(op.A(phantom), reference)
     assert error <= 0.01, error
-    flipped = np.asarray(op.A(_phantom()[:, :, ::-1]))  # x mirrored: the geometry is checked
+    flipped = np.asarray(op.A(phantom[:, :, ::-1]))  # x mirrored: the geometry is checked
     assert _relative(flipped, reference) > 5 * error
 
 
@@ -89,7 +87,7 @@ def test_forward_matches_analytic_line_integrals():
     ("full", full_orbit_angles(120), 4, 0.025),
     ("short", None, 2, 0.03),
 ])
-def test_fdk_reconstructs_the_phantom(kind, angles, half_width, tolerance):
+def test_fdk_reconstructs_the_phantom(phantom, kind, angles, half_width, tolerance):
     """FDK of exact projections, relative L2 on the central slices. Observed: full scan
     (120 views) 1.7% on the 8 central slices (1.4% at the mid-plane, 2.5% 6 mm off it);
     Parker short scan (100 views) 1.9% on the 4 central slices (1.5% at the mid-plane; the
@@ -101,7 +99,7 @@ def test_fdk_reconstructs_the_phantom(kind, angles, half_width, tolerance):
     assert op.scan_kind == kind
     recon = np.asarray(op.fdk(jnp.asarray(_line_integrals(op), jnp.float32)))
     centre = slice(SHAPE[0] // 2 - half_width, SHAPE[0] // 2 + half_width)
-    error = _relative(recon[centre], _phantom()[centre])
+    error = _relative(recon[centre], phantom[centre])
     assert error <= tolerance, error
 
 
@@ -132,21 +130,21 @@ def test_angle_helpers():
             arc_angles(bad)
 
 
-def test_fan_beam_is_the_one_row_cone_beam():
+def test_fan_beam_is_the_one_row_cone_beam(phantom):
     """FanBeam on each slice equals ConeBeam with one detector row on a one-slice volume."""
     angles = full_orbit_angles(9) + 0.2
     fan = FanBeam(SHAPE[1:], angles, source_origin=60.0, origin_detector=40.0,
                   num_detectors=52, detector_spacing=1.4, pixel_size=VOXEL[1:])
-    volume = _phantom()[8:11]
+    volume = phantom[8:11]
     expected = np.stack([fan.as_cone_beam(1).A(s[None])[:, 0] for s in volume])
     np.testing.assert_allclose(fan.A(volume), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_fan_beam_fbp_reconstructs_the_phantom_slice():
+def test_fan_beam_fbp_reconstructs_the_phantom_slice(phantom):
     """Fan-beam FBP of 180 full-scan views of the central slice: relative L2 <= 2%."""
     fan = FanBeam(SHAPE[1:], full_orbit_angles(180), source_origin=60.0, origin_detector=40.0,
                   num_detectors=52, detector_spacing=1.4, pixel_size=VOXEL[1:])
-    image = _phantom()[SHAPE[0] // 2]
+    image = phantom[SHAPE[0] // 2]
     assert _relative(fan.fbp(fan.A(image)), image) <= 0.02
 
 

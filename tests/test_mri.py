@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from iscs_jax.denoiser import GaussianDenoiser
 from iscs_jax.operators.mri import CartesianMRI, cartesian_mask
 
 
@@ -134,7 +135,7 @@ def test_every_sampler_runs_on_complex_k_space(sampler):
     op = CartesianMRI((16, 16), 2.0, 0.25, seed=0)
     truth = jnp.full((3, 16, 16), 0.5).at[:, 4:12, 6:10].set(0.9)
     y = op.A(truth)
-    denoiser = lambda x, sigma: (0.05 * x + sigma**2 * 0.6) / (0.05 + sigma**2)
+    denoiser = GaussianDenoiser(0.6, 0.05**0.5)  # x ~ N(0.6, 0.05) per pixel
     extra = {"dds": dict(rho=0.0)}.get(sampler, {})  # rho 0: plain consistency, no Tikhonov
     out = samplers.get_sampler(sampler)(jax.random.key(0), y, op, denoiser, noise="iscs",
                                         sigmas=jnp.array([1.0, 0.3, 0.1]), x_init=op.baseline(y),

@@ -1,7 +1,5 @@
 """Tests for iscs_jax.operators (parallel-beam CT), against adjoint identities and scikit-image."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,10 +16,10 @@ from iscs_jax.operators import (
 )
 
 
-@functools.lru_cache(maxsize=None)
-def _phantom(size: int = 128) -> np.ndarray:
-    image = resize(shepp_logan_phantom(), (size, size), anti_aliasing=True)
-    return image.astype(np.float32)
+@pytest.fixture(scope="module")
+def phantom() -> np.ndarray:
+    """Shepp-Logan resized to 128 x 128, float32."""
+    return resize(shepp_logan_phantom(), (128, 128), anti_aliasing=True).astype(np.float32)
 
 
 def _random_geometry(seed, image_shape, num_angles, num_detectors=None):
@@ -55,7 +53,7 @@ def test_adjoint_equals_linear_transpose():
     np.testing.assert_allclose(op.AT(y), expected, atol=1e-5 * float(jnp.abs(expected).max()))
 
 
-def test_forward_matches_skimage_radon():
+def test_forward_matches_skimage_radon(phantom):
     """A agrees with ``skimage.transform.radon(circle=False)`` on Shepp-Logan 128x128.
 
     With ``rotation_center="skimage"`` conventions match exactly (rotation centre at
@@ -69,7 +67,7 @@ def test_forward_matches_skimage_radon():
     relative L2; the tolerance is 2%, and a convention mismatch (flipped angle,
     detector or half-pixel shift) gives errors well above 10%.
     """
-    image = _phantom()
+    image = phantom
     angles = np.deg2rad(np.linspace(0.0, 360.0, 48, endpoint=False) + 2.5)
     op = ParallelBeam(image.shape, angles, rotation_center="skimage")
     ours = np.asarray(jax.jit(op.A)(image))
@@ -167,11 +165,11 @@ def test_rotation_centre_conventions():
         ParallelBeam((8, 8), [0.0], rotation_center="astra")
 
 
-def test_fbp_reconstructs_shepp_logan():
+def test_fbp_reconstructs_shepp_logan(phantom):
     """FBP of A(x) from 180 views gives PSNR >= 28 dB (ramp, shepp-logan) on the
     128x128 phantom over the whole image (data_range = phantom range = 1); the
     heavily smoothing Hann window trades resolution for noise, so only >= 22 dB."""
-    image = _phantom()
+    image = phantom
     op = ParallelBeam(image.shape, sparse_view_angles(180))
     y = jax.jit(op.A)(image)
     data_range = float(image.max() - image.min())

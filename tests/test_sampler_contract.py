@@ -5,7 +5,7 @@ Shape, determinism, scan == Python loop, chunk-size invariance, padding, and 1/2
 every sampler; closed-form Gaussian-prior oracles where one exists, and one-step checks of each
 algorithm's data consistency against an independent computation.
 
-Operators are small dense matrices per slice and the prior is Gaussian (test_samplers.py).
+Operators are small dense matrices per slice and the prior is Gaussian (`fixtures`).
 """
 
 import dataclasses
@@ -18,7 +18,8 @@ import pytest
 
 from iscs_jax import samplers
 from iscs_jax.samplers import SliceLayout, admm_tv, ddnm, dps
-from test_samplers import H, SIGMAS, W, DenseSlices, gaussian_denoiser, prior_mean, problem
+from fixtures import (DEPTH, SIGMAS, H, W, DenseSlices, gaussian_prior, prior_mean, problem,
+                      zero_noise)
 from device_checks import run_check
 
 NAMES = sorted(samplers.SAMPLERS)
@@ -30,7 +31,6 @@ FAST_SETTINGS = {
     "admm_tv": dict(lam=0.05, mu=1.0, admm_iters=2, cg_iters=3),
 }
 KEY = jax.random.key(0)
-DEPTH = 6
 
 
 @functools.partial(jax.tree_util.register_dataclass, data_fields=["matrix"],
@@ -46,7 +46,7 @@ class DensePinv(DenseSlices):
 @functools.partial(jax.jit, static_argnames=("name", "noise", "chunk_size", "python_loop"))
 def run(name, key, y, op, *, noise="iscs", chunk_size=DEPTH, python_loop=False, layout=None):
     return samplers.get_sampler(name)(
-        key, y, op, gaussian_denoiser(prior_mean()), noise=noise, sigmas=SIGMAS[:4],
+        key, y, op, gaussian_prior(), noise=noise, sigmas=SIGMAS[:4],
         chunk_size=chunk_size, python_loop=python_loop, layout=layout,
         **FAST_SETTINGS.get(name, {}))
 
@@ -92,7 +92,7 @@ def test_a_run_in_pieces_equals_the_whole_run(name):
     kwargs = dict(noise="iscs", sigmas=SIGMAS[:4], chunk_size=DEPTH, final_denoise=True,
                   **FAST_SETTINGS.get(name, {}))
     sampler = samplers.get_sampler(name)
-    denoise_fn = gaussian_denoiser(prior_mean())
+    denoise_fn = gaussian_prior()
     whole = jax.jit(lambda key: sampler(key, y, op, denoise_fn, **kwargs))(KEY)
     piece = jax.jit(lambda x, first, count, final: sampler(
         KEY, y, op, denoise_fn, window=samplers.core.Window(x, first, count, final), **kwargs),
@@ -150,11 +150,6 @@ def test_every_sampler_has_an_oracle_or_a_reason():
     assert not set(ORACLE_SETTINGS) & set(NO_ORACLE)
 
 
-def zero_noise(key, slice_ids, num_slices, slice_shape):
-    del key, num_slices
-    return jnp.zeros((slice_ids.shape[0], *slice_shape))
-
-
 @pytest.mark.parametrize("name,operator", [(n, DenseSlices) for n in ORACLE_SETTINGS]
                          + [("ddnm", DensePinv)])
 def test_expected_output_is_the_gaussian_posterior_mean(name, operator):
@@ -169,7 +164,7 @@ def test_expected_output_is_the_gaussian_posterior_mean(name, operator):
     m, mu = op.matrix, prior_mean().ravel()
     posterior_mean = mu + m.T @ jnp.linalg.solve(m @ m.T, y[0] - m @ mu)
     out = jax.jit(lambda k: samplers.get_sampler(name)(
-        k, y, op, gaussian_denoiser(prior_mean()), noise=zero_noise, sigmas=PUBLISHED_SIGMAS,
+        k, y, op, gaussian_prior(), noise=zero_noise, sigmas=PUBLISHED_SIGMAS,
         **ORACLE_SETTINGS[name]))(KEY)
     for row in out.reshape(4, -1):
         np.testing.assert_allclose(row, posterior_mean, atol=5e-3)
@@ -179,15 +174,14 @@ def test_expected_output_is_the_gaussian_posterior_mean(name, operator):
 
 def one_step(name, op, y, x, sigma, **settings):
     """A single step from x (zero fresh noise, sigma_next = 0): the step's clean estimate."""
-    return samplers.get_sampler(name)(KEY, y, op, gaussian_denoiser(prior_mean()),
-                                      noise=zero_noise, sigmas=jnp.array([sigma]), x_init=x,
-                                      **settings)
+    return samplers.get_sampler(name)(KEY, y, op, gaussian_prior(), noise=zero_noise,
+                                      sigmas=jnp.array([sigma]), x_init=x, **settings)
 
 
 def test_ddnm_step_uses_the_exact_pinv_or_converged_cg():
     op, y, _ = problem()
     x = jax.random.normal(jax.random.key(3), (DEPTH, H, W))
-    x0_hat = gaussian_denoiser(prior_mean())(x, 0.7)
+    x0_hat = gaussian_prior()(x, 0.7)
     m = np.asarray(op.matrix, np.float64)
     residual = np.asarray(y - op.A(x0_hat), np.float64)
     expected = np.asarray(x0_hat) + (residual @ np.linalg.pinv(m).T).reshape(DEPTH, H, W)
@@ -202,7 +196,7 @@ def test_dps_step_is_the_closed_form_gradient():
     x0_hat - zeta / ||A||^2 s^2 / (s^2 + sigma^2) A^T (A x0_hat - y)."""
     op, y, _ = problem()
     x, sigma, zeta = jax.random.normal(jax.random.key(4), (DEPTH, H, W)), 0.7, 0.3
-    x0_hat = np.asarray(gaussian_denoiser(prior_mean())(x, sigma), np.float64)
+    x0_hat = np.asarray(gaussian_prior()(x, sigma), np.float64)
     m = np.asarray(op.matrix, np.float64)
     residual = x0_hat.reshape(DEPTH, -1) @ m.T - np.asarray(y, np.float64)
     grad = (residual @ m).reshape(DEPTH, H, W) / (1 + sigma**2)
@@ -245,7 +239,7 @@ def test_admm_tv_step_minimises_its_objective():
     and a larger lam lowers the z total variation."""
     op, y, _ = problem()
     x, sigma, lam, rho = jax.random.normal(jax.random.key(5), (DEPTH, H, W)), 0.7, 0.5, 0.1
-    x0_hat = gaussian_denoiser(prior_mean())(x, sigma)
+    x0_hat = gaussian_prior()(x, sigma)
     settings = dict(rho=rho, mu=1.0, admm_iters=300, cg_iters=10)
     got = one_step("admm_tv", op, y, x, sigma, lam=lam, **settings)
     best = _admm_objective(op, y, got, x0_hat, lam, rho)

@@ -1,12 +1,12 @@
 """Tests of the CG solver, the re-noising rules and the DDS sampler (the contract every sampler
 meets is in test_sampler_contract.py).
 
-Operators are small dense matrices applied per slice (defined here, so these
+Operators are small dense matrices applied per slice (`fixtures.DenseSlices`, so these
 tests do not depend on the CT operator). The prior is Gaussian, x ~ N(mu, s^2 I)
-per voxel, whose exact denoiser is x0_hat = (s^2 x + sigma^2 mu) / (s^2 + sigma^2).
+per voxel, whose exact denoiser is x0_hat = (s^2 x + sigma^2 mu) / (s^2 + sigma^2)
+(`fixtures.gaussian_prior`).
 """
 
-import dataclasses
 import functools
 
 import chex
@@ -17,50 +17,8 @@ import pytest
 
 from iscs_jax import samplers
 from iscs_jax.samplers import SliceLayout, cg, dds, renoise
-
-H = W = 4
-PRIOR_STD = 1.0
-SIGMAS = jnp.geomspace(5.0, 0.01, 6)
-DEPTH = 6
-
-
-@functools.partial(jax.tree_util.register_dataclass, data_fields=["matrix"],
-                   meta_fields=["slicewise"])
-@dataclasses.dataclass(frozen=True)
-class DenseSlices:
-    """y[k] = M x[k].ravel() for every slice k; slice-wise."""
-    matrix: jax.Array  # [m, H*W]
-    slicewise: bool = True
-
-    def A(self, x):
-        return x.reshape(x.shape[0], -1) @ self.matrix.T
-
-    def AT(self, y):
-        return (y @ self.matrix).reshape(y.shape[0], H, W)
-
-
-def well_conditioned(seed, rows, cols=H * W):
-    """A [rows, cols] matrix with singular values in [1, 2] (condition number <= 2)."""
-    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
-    u, _ = jnp.linalg.qr(jax.random.normal(k1, (rows, rows)))
-    v, _ = jnp.linalg.qr(jax.random.normal(k2, (cols, cols)))
-    svals = jax.random.uniform(k3, (min(rows, cols),), minval=1.0, maxval=2.0)
-    return (u[:, :len(svals)] * svals) @ v[:len(svals)]
-
-
-def prior_mean():
-    return jnp.linspace(-1.0, 1.0, H * W).reshape(H, W)
-
-
-def gaussian_denoiser(mu, s=PRIOR_STD):
-    return lambda x, sigma: (s**2 * x + sigma**2 * mu) / (s**2 + sigma**2)
-
-
-def problem(seed=0, depth=DEPTH, rows=8):
-    """(operator, y, x_true): x_true drawn from the prior, noise-free y = A x_true."""
-    op = DenseSlices(well_conditioned(seed, rows))
-    x_true = prior_mean() + PRIOR_STD * jax.random.normal(jax.random.key(seed + 1), (depth, H, W))
-    return op, op.A(x_true), x_true
+from fixtures import (DEPTH, SIGMAS, H, W, DenseSlices, gaussian_prior, prior_mean, problem,
+                      well_conditioned, zero_noise)
 
 
 @functools.partial(jax.jit, static_argnames=("noise", "renoise", "chunk_size"))
@@ -68,9 +26,9 @@ def sample(key, y, op, sigmas=SIGMAS, x_init=None, *, noise="iid", renoise="dds"
            chunk_size=DEPTH, layout=None):
     """DDS with the Gaussian-prior denoiser; one jit cache shared by the tests (compiles are
     the cost here: operator and sigmas are traced arguments)."""
-    return dds.reconstruct(key, y, op, gaussian_denoiser(prior_mean()), noise=noise,
-                           sigmas=sigmas, x_init=x_init, renoise=renoise, rho=1e-2,
-                           chunk_size=chunk_size, layout=layout)
+    return dds.reconstruct(key, y, op, gaussian_prior(), noise=noise, sigmas=sigmas,
+                           x_init=x_init, renoise=renoise, rho=1e-2, chunk_size=chunk_size,
+                           layout=layout)
 
 
 KEY = jax.random.key(0)
@@ -150,11 +108,6 @@ def test_renoise_eta_override_and_errors():
 PUBLISHED_SIGMAS = jnp.geomspace(5.0, 0.01, 30)  # published CT setting: sigma_max 5, 30 steps
 
 
-def zero_noise(key, slice_ids, num_slices, slice_shape):
-    del key, num_slices
-    return jnp.zeros((slice_ids.shape[0], *slice_shape))
-
-
 def test_posterior_mean_of_gaussian_prior():
     """8 measurements of 16 pixels, noise-free: posterior mean mu + A^T (A A^T)^{-1} (y - A mu).
 
@@ -187,7 +140,7 @@ def test_posterior_mean_of_gaussian_prior():
 def test_scan_equals_loop():
     op, y, _ = problem()
     kwargs = dict(noise="iid", sigmas=SIGMAS[:3], rho=1e-2, chunk_size=4, renoise="diffpir")
-    args = (jax.random.key(7), y, op, gaussian_denoiser(prior_mean()))
+    args = (jax.random.key(7), y, op, gaussian_prior())
     scan = jax.jit(lambda k: dds.reconstruct(k, *args[1:], **kwargs))(args[0])
     loop = jax.jit(lambda k: dds.reconstruct(k, *args[1:], python_loop=True, **kwargs))(args[0])
     np.testing.assert_allclose(scan, loop, rtol=1e-4, atol=1e-4)
@@ -196,7 +149,7 @@ def test_scan_equals_loop():
 def test_same_key_same_result_and_traced_once():
     op, y, _ = problem()
     run = jax.jit(chex.assert_max_traces(
-        lambda k, y: dds.reconstruct(k, y, op, gaussian_denoiser(prior_mean()), noise="shared",
+        lambda k, y: dds.reconstruct(k, y, op, gaussian_prior(), noise="shared",
                                      sigmas=SIGMAS[:2], rho=1e-2), n=1))
     first, again, other = run(KEY, y), run(KEY, y), run(jax.random.key(2), 2 * y)
     np.testing.assert_array_equal(first, again)
@@ -244,7 +197,7 @@ def test_sharded_over_a_named_axis_equals_unsharded():
     op, y, _ = problem()
     reference = sample(KEY, y, op, noise="iscs")
     shard = lambda ys, ids: dds.reconstruct(
-        KEY, ys, op, gaussian_denoiser(prior_mean()), noise="iscs", sigmas=SIGMAS, rho=1e-2,
+        KEY, ys, op, gaussian_prior(), noise="iscs", sigmas=SIGMAS, rho=1e-2,
         chunk_size=3, layout=SliceLayout(ids, jnp.ones(3), DEPTH, "shards"))
     x = jax.jit(jax.vmap(shard, axis_name="shards"))(y.reshape(2, 3, -1),
                                                       jnp.arange(DEPTH).reshape(2, 3))
@@ -253,7 +206,7 @@ def test_sharded_over_a_named_axis_equals_unsharded():
 
 def test_argument_errors():
     op, y, _ = problem()
-    den = gaussian_denoiser(prior_mean())
+    den = gaussian_prior()
     call = lambda **kw: dds.reconstruct(KEY, y, op, den, **{"noise": "iid", "sigmas": SIGMAS, **kw})
     with pytest.raises(ValueError, match="valid modes"):
         call(renoise="ddnm")
@@ -274,7 +227,7 @@ def test_argument_errors():
 
 def test_final_denoise_is_one_tweedie_step_at_sigma_min():
     op, y, _ = problem()
-    den = gaussian_denoiser(prior_mean())
+    den = gaussian_prior()
     run = lambda final: dds.reconstruct(KEY, y, op, den, noise="iid", sigmas=SIGMAS, rho=1e-2,
                                         final_denoise=final)
     np.testing.assert_allclose(run(True), den(run(False), SIGMAS[-1]), rtol=1e-6, atol=1e-6)

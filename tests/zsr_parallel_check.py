@@ -17,9 +17,9 @@ import json  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
+from fixtures import GAUSSIAN, max_diff  # noqa: E402
 from iscs_jax import parallel  # noqa: E402
 from iscs_jax.operators.zsr import ZSuperResolution  # noqa: E402
 from iscs_jax import samplers  # noqa: E402
@@ -27,15 +27,6 @@ from iscs_jax.samplers import dds, sharded  # noqa: E402
 
 SIZE = 8
 SIGMAS = jnp.array([2.0, 0.5, 0.1])
-
-
-def gaussian_denoiser(x, sigma):
-    """E[x0 | x0 + sigma n] for x0 ~ N(0.5, 0.1) per pixel."""
-    return (0.1 * x + sigma**2 * 0.5) / (0.1 + sigma**2)
-
-
-def max_diff(a, b):
-    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
 
 
 def local_problem(op, depth, x_local, y_full):
@@ -85,10 +76,10 @@ def sampler_checks():
     for name in sorted(samplers.SAMPLERS):
         kwargs = dict(noise="iscs", sigmas=SIGMAS, chunk_size=2)
         ref = jax.jit(lambda k, y, name=name: samplers.get_sampler(name)(
-            k, y, op, gaussian_denoiser, **kwargs))(key, y)
+            k, y, op, GAUSSIAN, **kwargs))(key, y)
         vs_truth = max(vs_truth, max_diff(ref, x))
         for n in (1, 2, 4):
-            got = sharded.reconstruct_sharded(key, y, op, gaussian_denoiser, sampler=name,
+            got = sharded.reconstruct_sharded(key, y, op, GAUSSIAN, sampler=name,
                                               mesh=parallel.make_mesh(n), **kwargs)
             out[f"{name}_n{n}"] = max_diff(got, ref)
     return out, vs_truth
@@ -100,8 +91,8 @@ def inplane_checks():
     op = ZSuperResolution(4, (SIZE, SIZE), z_axis=1)
     y = op.A(x)
     kwargs = dict(noise="iscs", sigmas=SIGMAS, cg_iters=3, rho=0.0, chunk_size=2)  # DDS
-    ref = dds.reconstruct(jax.random.key(1), y, op, gaussian_denoiser, **kwargs)
-    got = sharded.reconstruct_sharded(jax.random.key(1), y, op, gaussian_denoiser,
+    ref = dds.reconstruct(jax.random.key(1), y, op, GAUSSIAN, **kwargs)
+    got = sharded.reconstruct_sharded(jax.random.key(1), y, op, GAUSSIAN,
                                       mesh=parallel.make_mesh(4), **kwargs)
     return max_diff(got, ref)
 
