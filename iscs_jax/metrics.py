@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from iscs_jax.data import prepare
+
 #: plane name -> volume axis the images are stacked along ([D, H, W] volumes).
 PLANES = {"axial": 0, "coronal": 1, "sagittal": 2}
 _K1, _K2, _SIGMA, _TRUNCATE = 0.01, 0.03, 1.5, 3.5
@@ -164,3 +166,31 @@ def _volume_scores(recon, ref, data_range, stack_axis):
         scores["discontinuity"] = discontinuity(jnp.moveaxis(recon, stack_axis, 0),
                                                 jnp.moveaxis(ref, stack_axis, 0), data_range)
     return scores
+
+
+def metrics_table(volumes, reference, seconds, plane: str = "axial",
+                  data_range: float | None = None) -> dict:
+    """method -> its ``metrics.json`` entry: `volume_metrics` and ``seconds`` (only
+    ``seconds`` without a reference), as plain floats.
+
+    Args:
+      volumes: method -> plane stack ``[N, R, R]`` (`data.prepare.to_planes` of ``plane``).
+      reference: the ground truth's plane stack, or ``None``.
+      seconds: method -> seconds.
+      plane: the planes the stacks hold; metrics are computed in the volume's own
+        orientation, the discontinuity along the stacking axis of ``plane``.
+      data_range: passed to `volume_metrics`.
+    """
+    table = {}
+    for name, volume in volumes.items():
+        entry = {} if reference is None else volume_metrics(
+            prepare.from_planes(volume, plane), prepare.from_planes(reference, plane),
+            data_range=data_range, stack_axis=PLANES[plane])
+        table[name] = _to_builtin({**entry, "seconds": seconds[name]})
+    return table
+
+
+def _to_builtin(tree):
+    if isinstance(tree, dict):
+        return {k: _to_builtin(v) for k, v in tree.items()}
+    return None if tree is None else float(np.asarray(tree))

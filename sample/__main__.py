@@ -15,7 +15,9 @@ from iscs_jax import cli as shared
 
 
 def _reconstruct(args) -> None:
-    from . import compilation_cache, run
+    from iscs_jax import compilation_cache
+
+    from . import run
 
     compilation_cache.enable(args.compilation_cache)
     folder = run.run(args.config, args.config_name, args.workdir, resume=args.resume)

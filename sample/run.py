@@ -119,32 +119,6 @@ def noise_levels(config, prior) -> np.ndarray:
     return np.asarray(schedule.sigmas(int(config.sampler.steps)), np.float32)
 
 
-def _timed(fn, *args, **kwargs):
-    """Runs ``fn`` and waits for the result; returns (numpy result, seconds)."""
-    start = time.perf_counter()
-    out = jax.block_until_ready(fn(*args, **kwargs))
-    return np.asarray(out), time.perf_counter() - start
-
-
-def _compile_seconds(jitted, *args, **kwargs) -> float:
-    """Compiles ``jitted`` for these arguments (cached by JAX); returns the seconds it took."""
-    start = time.perf_counter()
-    jitted.lower(*args, **kwargs).compile()
-    return time.perf_counter() - start
-
-
-@functools.partial(jax.jit, static_argnames=("operator",))
-def _baseline(y, *, operator):
-    return operator.baseline(y)
-
-
-def run_baseline(operator, y):
-    """The operator's baseline (FBP, FDK, ...); returns (``[D, R, R]``, seconds without
-    compilation)."""
-    _compile_seconds(_baseline, y, operator=operator)
-    return _timed(_baseline, y, operator=operator)
-
-
 def run_noise_kinds(kinds, key, y, operator, denoise_fn, sigmas, x_init, config, log,
                     mesh=None, progress: bool = True, checkpoints: Path | None = None):
     """``num_samples`` reconstructions (sampler ``sampler.name``) for each noise control.
@@ -229,27 +203,6 @@ def device_mesh(config):
                         "parallel.distributed=True to let JAX detect them).") from err
 
 
-def method_metrics(volumes, reference, seconds, plane: str = "axial") -> dict:
-    """method -> metrics.json entry (only ``seconds`` without a reference).
-
-    Volumes are plane stacks ``[N, R, R]``; plane metrics are computed in the input's
-    orientation and the discontinuity along the stacking axis of ``plane``.
-    """
-    table = {}
-    for name, volume in volumes.items():
-        entry = {} if reference is None else metrics.volume_metrics(
-            prepare.from_planes(volume, plane), prepare.from_planes(reference, plane),
-            data_range=DATA_RANGE, stack_axis=metrics.PLANES[plane])
-        table[name] = _to_builtin({**entry, "seconds": seconds[name]})
-    return table
-
-
-def _to_builtin(tree):
-    if isinstance(tree, dict):
-        return {k: _to_builtin(v) for k, v in tree.items()}
-    return None if tree is None else float(np.asarray(tree))
-
-
 def write_results(folder: Path, inputs, volumes, stds, table, config, figure) -> None:
     """Writes the NIfTI volumes (input orientation), measurement, metrics, config and figure
     into ``folder`` (the baseline as ``<baseline_name>.nii.gz``, e.g. ``fbp.nii.gz``)."""
@@ -311,6 +264,9 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
     kinds = noise_kinds(config)
     check_sampler_config(config)
     every = check_checkpoint_config(config, resume)
+    parent = Path(workdir) / config_name
+    if jax.process_index() == 0:  # the process that writes: fail before any compilation
+        report.check_workdir(parent, workdir)
     mesh = device_mesh(config)
     prior = prior_lib.load_prior(config.prior)
     prior_lib.check_prior(prior, name=prior_lib.prior_source(config.prior))
@@ -330,7 +286,7 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
     if note:
         log(note)
     name = inputs.operator.baseline_name
-    baseline, baseline_seconds = run_baseline(inputs.operator, y)
+    baseline, baseline_seconds = runtime.baseline(inputs.operator, y)
     volumes, stds, seconds = {name: baseline}, {}, {name: baseline_seconds}
     x_init = jax.numpy.asarray(baseline) if config.sampler.warm_start == "baseline" else None
     sample = functools.partial(run_noise_kinds, kinds, sample_key, y, inputs.operator,
@@ -339,23 +295,27 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
     if jax.process_index() != 0:  # every process computes the same result; process 0 writes it
         sample()
         return None
-    parent, record = Path(workdir) / config_name, config.to_json(indent=2) + "\n"
+    record = config.to_json(indent=2) + "\n"
     reuse = report.unfinished_run(parent, record) if resume else None
     if reuse is not None:
         log(f"resuming the unfinished run in {reuse}")
+    report.clean_stale(parent, log, keep=reuse)
     with report.result_folder(parent, reuse=reuse, keep_on_error=every > 0) as folder:
         checkpoints = folder.path / "checkpoints" if every else None
         if every:
-            (folder.path / report.RUN_CONFIG).write_text(record)
+            with report.writing(parent):
+                (folder.path / report.RUN_CONFIG).write_text(record)
         results = sample(checkpoints=checkpoints)
         for kind, (mean, std, kind_seconds) in results.items():
             volumes[kind], seconds[kind] = mean, kind_seconds
             if std is not None:
                 stds[kind] = std
-        table = method_metrics(volumes, inputs.reference, seconds, inputs.plane)
+        table = metrics.metrics_table(volumes, inputs.reference, seconds, inputs.plane,
+                                      data_range=DATA_RANGE)
         log(report.format_table(table))
-        write_results(folder.path, inputs, volumes, stds, table, config,
-                      make_figure(volumes, inputs, config_name))
+        figure = make_figure(volumes, inputs, config_name)
+        with report.writing(parent, resumable=every > 0):
+            write_results(folder.path, inputs, volumes, stds, table, config, figure)
         if every:  # a finished run keeps its results, not its checkpoints
             shutil.rmtree(checkpoints)
             (folder.path / report.RUN_CONFIG).unlink()

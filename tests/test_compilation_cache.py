@@ -1,4 +1,4 @@
-"""Tests for sample.compilation_cache: the CLI's persistent compilation cache."""
+"""Tests for iscs_jax.compilation_cache: the persistent compilation cache the CLI enables."""
 
 import os
 import subprocess
@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = """
 import sys
 import jax, jax.numpy as jnp
-from sample import compilation_cache
+from iscs_jax import compilation_cache
 folder = compilation_cache.enable(sys.argv[1] if len(sys.argv) > 1 else None)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.jit(lambda x: jnp.sin(x) @ x.T)(jnp.ones((8, 8))).block_until_ready()

@@ -70,3 +70,23 @@ def test_small_planes_and_errors():
         metrics.discontinuity(recon[:1], ref[:1])
     with pytest.raises(ValueError, match="one shape"):
         metrics.volume_metrics(recon[:2], ref)
+
+
+def test_metrics_table_is_volume_metrics_per_method_as_floats():
+    from iscs_jax.data import prepare
+
+    rng = np.random.default_rng(5)
+    truth = rng.random((6, 8, 7)).astype(np.float32)
+    noisy = truth + 0.05 * rng.standard_normal(truth.shape).astype(np.float32)
+    planes = {name: prepare.to_planes(v, "coronal") for name, v in
+              (("fbp", noisy), ("iscs", truth))}
+    table = metrics.metrics_table(planes, prepare.to_planes(truth, "coronal"),
+                                  {"fbp": 0.5, "iscs": 2.0}, "coronal", data_range=1.0)
+    expected = metrics.volume_metrics(noisy, truth, data_range=1.0,
+                                      stack_axis=metrics.PLANES["coronal"])
+    assert table["fbp"]["psnr"] == pytest.approx(float(expected["psnr"]))
+    assert table["fbp"]["axial"]["ssim"] == pytest.approx(float(expected["axial"]["ssim"]))
+    assert table["iscs"]["psnr"] > 60 and table["iscs"]["seconds"] == 2.0
+    assert type(table["fbp"]["psnr"]) is float
+    assert metrics.metrics_table(planes, None, {"fbp": 1.0, "iscs": 2.0}) == {
+        "fbp": {"seconds": 1.0}, "iscs": {"seconds": 2.0}}

@@ -148,3 +148,10 @@ def test_bad_schedules_are_refused_at_the_library_boundary(sigmas, message):
         with pytest.raises(ValueError, match=message):
             samplers.get_sampler(name)(jax.random.key(0), y, op, DENOISER, noise="iscs",
                                        sigmas=np.asarray(sigmas, np.float32))
+
+
+def test_baseline_is_the_operators_own():
+    op, x, y = problem()
+    volume, seconds = runtime.baseline(op, y)
+    np.testing.assert_allclose(volume, np.asarray(op.baseline(y)), atol=1e-6)
+    assert volume.shape == x.shape and seconds >= 0

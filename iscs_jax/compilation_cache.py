@@ -1,14 +1,14 @@
-"""JAX's persistent compilation cache for the CLI, so a second run loads its programs.
+"""JAX's persistent compilation cache, so a second run loads its programs instead of compiling.
 
-`enable(setting)` is called once, before anything is compiled. The folder is,
+`enable(setting)` is called once, before anything is compiled (the CLI does, from its
+``--compilation_cache`` flag; a JAX program using the library can too). The folder is,
 in this order: ``setting`` (``--compilation_cache=DIR``), the
 ``JAX_COMPILATION_CACHE_DIR`` environment variable, or ``iscs-jax/xla`` in
 the user's cache folder (``$XDG_CACHE_HOME``, else ``~/.cache``).
 ``--compilation_cache=off`` disables it. Entries are keyed by the program,
 the JAX version and the device, so a stale entry is never used. JAX does not
-cache programs containing host callbacks (``jax.debug.callback``), so the CLI's
-progress bar is advanced from Python between steps instead
-(`iscs_jax.samplers.core.run_in_pieces`).
+cache programs containing host callbacks (``jax.debug.callback``), so the runtime's
+progress callback runs in Python between steps instead (`iscs_jax.runtime`).
 """
 
 from __future__ import annotations
