@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import json
 import os
+import re
 import shutil
+import signal
+import socket
+import sys
+import threading
 import uuid
 from pathlib import Path
 from typing import Mapping
@@ -139,6 +145,121 @@ def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
+#: errno values of a failed write that the user can fix: space, quota, permissions, a
+#: read-only file system.
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _write_problem(err: OSError) -> str:
+    name = errno.errorcode.get(err.errno, str(err.errno))
+    return f"{err.strerror or err} ({name})"
+
+
+def check_workdir(parent: str | os.PathLike, workdir: str | os.PathLike) -> None:
+    """Fails unless ``parent`` (``<workdir>/<config>``) exists as a writable folder or can be
+    created: the nearest existing folder must be a folder in which one can create a folder
+    (probed with a folder created and removed at once, so nothing is left).
+
+    Raises:
+      UserError: naming ``--workdir`` and the path (a file in the way, or no permission).
+    """
+    parent = Path(parent)
+    existing = next(p for p in (parent, *parent.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise UserError(f"--workdir {str(workdir)!r}: {str(existing)!r} is a file, not a "
+                        "folder, so the results cannot be written there; pass another "
+                        "--workdir (or move the file away).")
+    probe = existing / f".write-check-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as err:
+        raise UserError(f"--workdir {str(workdir)!r}: cannot create folders in "
+                        f"{str(existing)!r}: {_write_problem(err)}; pass a writable "
+                        "--workdir (or fix its permissions).") from err
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+
+
+#: ``.tmp-<YYYYmmdd-HHMMSS>-<pid>@<host>-<8 hex>``, the temporary name of `result_folder`.
+_TEMPORARY = re.compile(r"^\.tmp-\d{8}-\d{6}-(\d+)@([^-/]+)-[0-9a-f]{8}$")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def clean_stale(parent: str | os.PathLike, log=print, keep: Path | None = None) -> None:
+    """Deals with the temporary folders (``.tmp-*``) in ``parent`` left by killed runs.
+
+    A checkpointing run's (holding `RUN_CONFIG`) is kept and reported with the
+    ``--resume`` hint; another one is removed when the process that wrote it (named in
+    the folder's name) is no longer running on this host, else reported. ``keep``: a
+    folder this run continues (left alone).
+    """
+    for folder in sorted(Path(parent).glob(".tmp-*")):
+        if not folder.is_dir() or (keep is not None and folder == Path(keep)):
+            continue
+        if (folder / RUN_CONFIG).is_file():
+            log(f"note: {folder} is an unfinished run that can be continued: run the same "
+                "config and overrides with --resume (or remove the folder).")
+            continue
+        match = _TEMPORARY.match(folder.name)
+        if match and match.group(2) == _host() and not _running(int(match.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
+            log(f"removed {folder}, the unfinished result folder of a run that was stopped "
+                f"(process {match.group(1)})")
+        else:
+            log(f"note: {folder} is the unfinished result folder of another run (it may still "
+                "be running); remove it if it is not.")
+
+
+@contextlib.contextmanager
+def sigterm_exits():
+    """SIGTERM raises ``SystemExit(128 + SIGTERM)`` inside the block (so ``finally`` clauses
+    run, e.g. `result_folder` removing its temporary folder); the previous handler is
+    restored after. Only in the main thread (elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        del frame
+        print("Terminated while writing the results.", file=sys.stderr)
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+@contextlib.contextmanager
+def writing(where: str | os.PathLike, resumable: bool = False):
+    """The final write: under `sigterm_exits`, and an OSError of `WRITE_ERRNOS` (disk full,
+    no permission, read-only) becomes a one-paragraph `UserError` naming ``where``."""
+    with sigterm_exits():
+        try:
+            yield
+        except OSError as err:
+            if err.errno not in WRITE_ERRNOS:
+                raise
+            kept = (" The unfinished run is kept: once there is room, run the same command "
+                    "with --resume." if resumable else " Nothing was written.")
+            raise UserError(f"Could not write the results in {str(where)!r}: "
+                            f"{_write_problem(err)}. Free some space or pass another --workdir "
+                            f"(or fix its permissions).{kept}") from err
+
+
 @contextlib.contextmanager
 def result_folder(parent: str | os.PathLike, *, reuse: Path | None = None,
                   keep_on_error: bool = False):
@@ -148,7 +269,8 @@ def result_folder(parent: str | os.PathLike, *, reuse: Path | None = None,
     removed and nothing is left in ``parent`` besides what was there, unless
     ``keep_on_error`` (a checkpointing run, which ``--resume`` continues). The
     final path is stored in the yielded object's ``final`` attribute after the
-    ``with`` block.
+    ``with`` block. The closing rename runs under `writing` (SIGTERM and a full or
+    read-only disk end the run cleanly, the latter with a `UserError`).
 
     Args:
       parent: where the result folder goes.
@@ -162,16 +284,18 @@ def result_folder(parent: str | os.PathLike, *, reuse: Path | None = None,
     if reuse is not None:
         handle, missing = _Folder(Path(reuse)), []
     else:
-        handle = _Folder(parent / f".tmp-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        handle = _Folder(parent / f".tmp-{stamp}-{os.getpid()}@{_host()}-"
+                         f"{uuid.uuid4().hex[:8]}")
         handle.path.mkdir()  # (not tempfile.mkdtemp: the folder keeps the user's umask)
     try:
         yield handle
-        final = _claim_name(parent, stamp)
-        try:
-            os.rename(handle.path, final)  # onto the claimed empty folder
-        except OSError:
-            final.rmdir()
-            raise
+        with writing(parent, resumable=keep_on_error):
+            final = _claim_name(parent, stamp)
+            try:
+                os.rename(handle.path, final)  # onto the claimed empty folder
+            except OSError:
+                final.rmdir()
+                raise
         handle.final = final
     except BaseException:
         if keep_on_error:

@@ -1,0 +1,203 @@
+"""The result folder of ``python -m sample``: early workdir checks, clean failures of the final
+write (disk full, permissions, SIGTERM), stale temporary folders, results on the input's grid
+and in its units, and the provenance record.
+
+CLI runs use the closed-form ``gaussian`` prior at 32x32 on ``ct.py:phantom,smoke`` (seconds).
+"""
+
+import errno
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sample import report
+from sample.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--config", "ct.py:phantom,smoke", "--config.prior.name=gaussian",
+        "--config.prior.resolution=32", "--config.compare=iscs", "--config.sampler.steps=2"]
+
+
+def cli(capsys, workdir, *extra):
+    """Runs the CLI in this process; returns (exit status, stdout, stderr)."""
+    status = main([*FAST, "--workdir", str(workdir), *extra])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def one_paragraph(err: str, *words: str) -> None:
+    assert err.startswith("error: ") and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    for word in words:
+        assert word in err, err
+
+
+def no_compile(monkeypatch):
+    """Fails the test if the run gets as far as loading the prior (before any compilation)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the run went on before the workdir was checked")
+
+    monkeypatch.setattr(importlib.import_module("sample.prior"), "load_prior", refuse)
+
+
+# --- item 5: fail before the compute, leave nothing half-written -------------------------
+
+def test_a_file_in_place_of_the_workdir_exits_2_before_compiling(tmp_path, capsys, monkeypatch):
+    no_compile(monkeypatch)
+    blocker = tmp_path / "results"
+    blocker.write_text("not a folder")
+    for workdir in (blocker, blocker / "deeper"):
+        status, _, err = cli(capsys, workdir)
+        assert status == 2
+        one_paragraph(err, "--workdir", str(blocker), "is a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores chmod")
+def test_a_read_only_workdir_exits_2_before_compiling(tmp_path, capsys, monkeypatch):
+    no_compile(monkeypatch)
+    workdir = tmp_path / "ro"
+    workdir.mkdir()
+    workdir.chmod(0o555)
+    try:
+        status, _, err = cli(capsys, workdir / "sub")
+    finally:
+        workdir.chmod(0o755)
+    assert status == 2
+    one_paragraph(err, "--workdir", str(workdir))
+    assert not any(workdir.iterdir())
+
+
+def test_no_permission_in_the_workdir_exits_2_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    no_compile(monkeypatch)
+    real_mkdir = Path.mkdir
+
+    def denied(self, *args, **kwargs):
+        if self.parent == tmp_path:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", denied)
+    status, _, err = cli(capsys, tmp_path / "results")
+    assert status == 2
+    one_paragraph(err, "--workdir", str(tmp_path), "Permission denied", "EACCES")
+    assert not any(tmp_path.iterdir())
+
+
+def test_check_workdir_accepts_new_and_existing_folders_and_leaves_nothing(tmp_path):
+    report.check_workdir(tmp_path / "a" / "b", tmp_path / "a")
+    report.check_workdir(tmp_path, tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("where", ["np.save", "os.rename"])
+def test_disk_full_during_the_write_is_one_paragraph_and_leaves_nothing(
+        tmp_path, capsys, monkeypatch, where):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    module, name = where.split(".")
+    monkeypatch.setattr({"np": np, "os": os}[module], name, full)
+    status, _, err = cli(capsys, tmp_path)
+    monkeypatch.undo()
+    assert status == 2
+    one_paragraph(err, "No space left on device", "ENOSPC", "--workdir")
+    assert not any(tmp_path.iterdir())  # not even the folders the run created
+
+
+def test_a_checkpointing_run_failing_its_write_is_kept_for_resume(tmp_path, capsys, monkeypatch):
+    save = np.save
+
+    def full(file, *args, **kwargs):  # the result files only, not the checkpoints
+        if str(file).endswith("measurement.npy"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(file, *args, **kwargs)
+
+    monkeypatch.setattr(np, "save", full)
+    status, _, err = cli(capsys, tmp_path, "--config.checkpoint.every=1")
+    monkeypatch.undo()
+    assert status == 2
+    one_paragraph(err, "ENOSPC", "--resume")
+    kept = list((tmp_path / "ct").iterdir())
+    assert len(kept) == 1 and (kept[0] / report.RUN_CONFIG).is_file()
+    status, out, _ = cli(capsys, tmp_path, "--config.checkpoint.every=1", "--resume")
+    assert status == 0 and "restored" in out
+    assert [p.name.startswith(".tmp-") for p in (tmp_path / "ct").iterdir()] == [False]
+
+
+def test_other_os_errors_are_not_disguised():
+    with pytest.raises(FileNotFoundError):
+        with report.writing("x"):
+            raise FileNotFoundError(errno.ENOENT, "gone")
+
+
+SIGTERM_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from sample import report
+
+    parent = Path(sys.argv[1])
+    before = signal.getsignal(signal.SIGTERM)
+    with report.result_folder(parent) as folder:
+        (folder.path / "half.nii.gz").write_bytes(b"\\x1f\\x8b truncated")
+        with report.writing(parent):
+            print(folder.path, flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+            (folder.path / "never.txt").write_text("x")
+    print("not reached", flush=True)
+""")
+
+
+def test_sigterm_during_the_write_removes_the_temporary_folder(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", SIGTERM_SCRIPT, str(tmp_path / "ct")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert "not reached" not in done.stdout and "Terminated" in done.stderr
+    assert Path(done.stdout.strip()).name.startswith(".tmp-")
+    assert not (tmp_path / "ct").exists()  # nothing left, not even the folders it created
+
+
+def test_sigterm_handler_is_restored_after_the_write():
+    before = signal.getsignal(signal.SIGTERM)
+    with report.writing("x"):
+        assert signal.getsignal(signal.SIGTERM) is not before
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def _killed_run(parent: Path, pid: int, host: str | None = None) -> Path:
+    folder = parent / f".tmp-20260101-000000-{pid}@{host or report._host()}-0123abcd"
+    folder.mkdir(parents=True)
+    (folder / "recon_iscs.nii.gz").write_bytes(b"truncated")
+    return folder
+
+
+def _dead_pid() -> int:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(proc.stdout)
+
+
+def test_a_stale_temporary_folder_is_removed_by_the_next_run(tmp_path, capsys):
+    parent = tmp_path / "ct"
+    stale = _killed_run(parent, _dead_pid())
+    alive = _killed_run(parent, os.getppid())  # a running process: reported, kept
+    elsewhere = _killed_run(parent, 1, host="otherhost")  # another machine's: reported, kept
+    resumable = _killed_run(parent, _dead_pid() + 1)
+    (resumable / report.RUN_CONFIG).write_text("{}")
+    status, out, err = cli(capsys, tmp_path)
+    assert status == 0, err
+    assert not stale.exists() and f"removed {stale}" in out
+    assert alive.exists() and elsewhere.exists() and resumable.exists()
+    assert f"{resumable} is an unfinished run" in out and "--resume" in out
+    assert f"{alive} is the unfinished result folder of another run" in out
+    finished = [p for p in parent.iterdir() if not p.name.startswith(".tmp-")]
+    assert len(finished) == 1 and (finished[0] / "metrics.json").is_file()
