@@ -35,6 +35,15 @@ def data_config() -> ml_collections.ConfigDict:
     data.intensity = "hu"
     data.hu_min = -1000.0  # window of the shipped priors (and of the published CT priors).
     data.hu_max = 1600.0
+    # With "hu": refuse a volume that cannot be HU (values within [0, 1], or no air below
+    # -500 HU); False skips the check (e.g. a crop holding no air).
+    data.check_intensity = True
+    # A DICOM folder holding several series: the SeriesInstanceUID or SeriesDescription of
+    # the one to read ("" = the folder must hold one image series).
+    data.series = ""
+    # A DICOM series with uneven slice spacing (a missing slice): True resamples it linearly to
+    # uniform spacing (noted in the log); False (default) stops with an error naming the gap.
+    data.dicom_resample = False
     data.slice_start = 0  # first plane used (of data.plane; after sorting).
     data.num_slices = 0  # planes used from slice_start; 0 = all.
     # Pad planes to a square and resample to the prior's resolution (else sizes must match).

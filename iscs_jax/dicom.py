@@ -184,14 +184,19 @@ def sort_by_position(images: list, normal: np.ndarray) -> tuple[list, np.ndarray
 
 
 def slice_spacing(positions: np.ndarray) -> tuple[float, list[tuple[int, float, float]]]:
-    """``(spacing, gaps)``: the series' spacing (the median gap between sorted ``positions``)
-    and ``(index, position, next position)`` of each gap that differs from it beyond
-    `SPACING_TOLERANCE`."""
+    """``(spacing, gaps)``: the series' spacing (its most common gap between sorted
+    ``positions``, the smallest of equally common ones) and ``(index, position, next
+    position)`` of each gap that differs from it beyond `SPACING_TOLERANCE`."""
     if positions.size < 2:
         return 0.0, []
     steps = np.diff(positions)
-    spacing = float(np.median(steps))
-    bad = np.abs(steps - spacing) > max(SPACING_TOLERANCE * spacing, 1e-3)
+
+    def near(value):
+        return np.abs(steps - value) <= max(SPACING_TOLERANCE * value, 1e-3)
+
+    common = max(sorted(steps), key=lambda value: int(np.count_nonzero(near(value))))
+    spacing = float(np.median(steps[near(common)]))
+    bad = ~near(spacing)
     return spacing, [(int(i), float(positions[i]), float(positions[i + 1]))
                      for i in np.flatnonzero(bad)]
 

@@ -23,7 +23,9 @@ from .errors import UserError
 DATA_KEYS = dict(plane="data.plane", start="data.slice_start", count="data.num_slices",
                  resize="data.resize", intensity="data.intensity", hu_min="data.hu_min",
                  hu_max="data.hu_max", name="data.embedded", phantom_seed="data.phantom_seed",
-                 phantom_slices="data.phantom_slices")
+                 phantom_slices="data.phantom_slices", series="data.series",
+                 check_intensity="data.check_intensity",
+                 resample="data.dicom_resample")
 #: ``operator`` keys of the noise -> arguments of `measurement.add_noise`.
 NOISE_SETTINGS = dict(measurement_noise="kind", noise_std="noise_std", photons="photons",
                       attenuation="attenuation")
@@ -43,6 +45,7 @@ class Inputs:
         measured sinogram.
       source: a short description of where the volume came from.
       plane: the planes reconstructed (``"axial"``, ``"coronal"``, ``"sagittal"``).
+      notes: what the reader left out or resampled, and intensity notes, for the log.
     """
     reference: np.ndarray | None
     affine: np.ndarray
@@ -50,6 +53,7 @@ class Inputs:
     measurement: np.ndarray
     source: str
     plane: str = "axial"
+    notes: tuple[str, ...] = ()
 
 
 @contextlib.contextmanager
@@ -65,29 +69,44 @@ def config_keys(**keys: str):
         raise UserError(message) from err
 
 
-def load_volume(data, resolution: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """The raw volume ``[D, H, W]``, its affine and a description: ``data.path``, else the
-    embedded volume ``data.embedded``."""
+def load_volume(data, resolution: int, notes: list | None = None
+                ) -> tuple[np.ndarray, np.ndarray, str]:
+    """The raw volume ``[D, H, W]``, its affine and a description: ``data.path`` (a DICOM
+    folder's series ``data.series``, resampled to even spacing if ``data.dicom_resample``),
+    else the embedded volume ``data.embedded``; the reader's notes go to ``notes``."""
     with config_keys(**DATA_KEYS):
         if data.path:
-            return (*io.read_volume(data.path), str(data.path))
+            volume = io.read_volume(data.path, series=data.get("series", "") or None,
+                                    resample=bool(data.get("dicom_resample", False)),
+                                    notes=notes)
+            return (*volume, str(data.path))
         return embedded.load(data.embedded, resolution=resolution,
                              phantom_seed=data.phantom_seed, phantom_slices=data.phantom_slices)
 
 
-def preprocess(volume, affine, data, resolution: int):
+def preprocess(volume, affine, data, resolution: int, notes: list | None = None):
     """`prepare.prepare_volume` of the ``data`` section: ``(planes [N, R, R], affine)``.
 
-    The window is ``data.intensity``'s, or the one an embedded volume is stored for.
+    The window is ``data.intensity``'s, or the one an embedded volume is stored for. Under
+    the HU window, `prepare.check_hu` refuses a volume that cannot be HU (unless
+    ``data.check_intensity`` is False) and its notes go to ``notes``.
     """
     with config_keys(**DATA_KEYS):
         window = prepare.intensity_window(data.intensity, data.hu_min, data.hu_max)
-        if not data.path:
-            window = embedded.stored_window(data.embedded) or window
-        return prepare.prepare_volume(
+        stored = None if data.path else embedded.stored_window(data.embedded)
+        planes, grid = prepare.prepare_volume(
             volume, affine, resolution=resolution, plane=data.get("plane", "axial"),
             start=int(data.slice_start), count=int(data.num_slices), resize=data.resize,
-            window=window[0], window_range=window[1], floor=window[2])
+            window=(stored or window)[0], window_range=(stored or window)[1],
+            floor=(stored or window)[2])
+        if stored is None and data.intensity == "hu" and data.get("check_intensity", True):
+            problems, hu_notes = prepare.check_hu(volume, data.hu_min, data.hu_max, window[2])
+            if problems:
+                raise ValueError(" ".join(problems) + " (check_intensity=False skips this "
+                                 "check.)")
+            if notes is not None:
+                notes.extend(hu_notes)
+        return planes, grid
 
 
 def make_operator(operator_config, volume_shape, filter_name: str = "ramp",
@@ -134,14 +153,14 @@ def prepare_inputs(key, config, resolution: int) -> Inputs:
                         f"kinds {operators.SINOGRAM_KINDS} only; operator.kind={kind!r} "
                         "simulates y from the volume. Leave --config.data.sinogram empty.")
     plane, reference, affine = data.get("plane", "axial"), None, np.eye(4)
-    source = "measured sinogram"
+    source, notes = "measured sinogram", []
     if data.path or not data.sinogram:
-        volume, affine, source = load_volume(data, resolution)
-        reference, affine = preprocess(volume, affine, data, resolution)
+        volume, affine, source = load_volume(data, resolution, notes)
+        reference, affine = preprocess(volume, affine, data, resolution, notes)
     shape = (1, resolution, resolution) if data.sinogram else reference.shape
     operator = make_operator(config.operator, shape, config.sampler.fbp_filter, plane)
     if data.sinogram:
         y, source = read_measurement(data, operator, reference), f"{source}: {data.sinogram}"
     else:
         y = simulate_measurement(key, operator, reference, config.operator)
-    return Inputs(reference, affine, operator, y, source, plane)
+    return Inputs(reference, affine, operator, y, source, plane, tuple(notes))

@@ -282,9 +282,9 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
         f"{resolution}x{resolution}; {describe_operator(inputs.operator, config)}; prior "
         f"{prior_lib.prior_source(config.prior)}; {config.sampler.name}, "
         f"{config.sampler.steps} steps")
-    note = prior_lib.intensity_note(prior, config.data)
-    if note:
-        log(note)
+    for note in (*inputs.notes, prior_lib.intensity_note(prior, config.data)):
+        if note:
+            log(note)
     name = inputs.operator.baseline_name
     baseline, baseline_seconds = runtime.baseline(inputs.operator, y)
     volumes, stds, seconds = {name: baseline}, {}, {name: baseline_seconds}

@@ -21,7 +21,8 @@ built from `cropped_affine` and `resized_affine`.
 
 `prepare_volume` is the whole preparation of a reconstruction's input: a range of
 planes (`select_planes`), then `prepare_planes`, with the affine of the result;
-`intensity_window` turns an intensity setting (`INTENSITIES`) into the window.
+`intensity_window` turns an intensity setting (`INTENSITIES`) into the window, and
+`check_hu` tells whether a volume can be HU for that window.
 Errors name the offending argument as ``name=value``.
 """
 
@@ -40,6 +41,8 @@ from iscs_jax import io
 CT_HU_RANGE = (-1000.0, 1600.0)
 #: HU below this is padding outside the scan circle (e.g. -2048) and becomes air.
 AIR_HU = -1024.0
+#: A CT volume in HU has air (about -1000 HU) below this; `check_hu` refuses one without.
+AIR_THRESHOLD_HU = -500.0
 #: plane name -> permutation of ``[D, H, W]`` giving ``[stack, rows, cols]``.
 PLANES = {"axial": (0, 1, 2), "coronal": (1, 0, 2), "sagittal": (2, 0, 1)}
 #: Windows of `apply_window` / `prepare_planes`.
@@ -144,6 +147,47 @@ def intensity_window(intensity: str, hu_min: float = CT_HU_RANGE[0],
     if not high > low:
         raise ValueError(f"Need hu_max > hu_min, got hu_min={low} and hu_max={high}.")
     return "range", (low, high), AIR_HU
+
+
+def check_hu(volume: np.ndarray, hu_min: float = CT_HU_RANGE[0], hu_max: float = CT_HU_RANGE[1],
+             floor: float | None = AIR_HU) -> tuple[list[str], list[str]]:
+    """Whether ``volume`` can be a CT in Hounsfield units for the window ``[hu_min, hu_max]``.
+
+    Problems (the window would give a wrong image): values within [0, 1] (already scaled);
+    no air (nothing below `AIR_THRESHOLD_HU`) while the window reaches below it. Note:
+    the share of voxels (after the ``floor``) beyond the window by more than its width.
+
+    Args:
+      volume: ``[D, H, W]`` in the file's units.
+      hu_min, hu_max: the window (`intensity_window`); floor: the air floor, or None.
+
+    Returns:
+      ``(problems, notes)``: sentences naming the arguments that fix them (``intensity=``,
+      ``hu_min=``, ``hu_max=``); empty lists when the volume looks like HU.
+    """
+    volume = np.asarray(volume, np.float32)
+    low, high, width = float(hu_min), float(hu_max), float(hu_max) - float(hu_min)
+    least, most = float(volume.min()), float(volume.max())
+    values = f"its values lie in [{least:g}, {most:g}]"
+    fix = (f"pass intensity=minmax (its own range) or intensity=none (values kept), or give "
+           f"the window in its units with hu_min=LOW hu_max=HIGH (now hu_min={low:g}, "
+           f"hu_max={high:g})")
+    if least >= 0.0 and most <= 1.0:
+        return [f"The volume cannot be CT in Hounsfield units: {values}, within [0, 1] (already "
+                f"scaled), so the HU window [{low:g}, {high:g}] would make it an almost "
+                f"constant image; {fix}."], []
+    if least >= AIR_THRESHOLD_HU and low < AIR_THRESHOLD_HU:
+        return [f"The volume does not look like CT in Hounsfield units: {values}, with no air "
+                f"(nothing below {AIR_THRESHOLD_HU:g} HU; air is about -1000 HU), as stored "
+                f"values without their rescale intercept or another modality would; {fix}."], []
+    if floor is not None:
+        volume = np.maximum(volume, floor)
+    far = int(np.count_nonzero((volume < low - width) | (volume > high + width)))
+    if not far:
+        return [], []
+    return [], [f"note: {100.0 * far / volume.size:.2g}% of the voxels ({far}) lie beyond the HU "
+                f"window [{low:g}, {high:g}] by more than its width ({values}); they are "
+                "clipped. Check the units, or widen the window (hu_min=, hu_max=)."]
 
 
 def select_planes(volume: np.ndarray, affine: np.ndarray, plane: str = "axial",
