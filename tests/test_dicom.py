@@ -149,3 +149,32 @@ def test_uniform_spacing_slightly_off_is_accepted():
     assert dicom.slice_spacing(positions) == (pytest.approx(0.625, abs=1e-3), [])
     spacing, gaps = dicom.slice_spacing(np.array([0.0, 1.0, 2.0, 3.5, 4.5]))
     assert spacing == 1.0 and gaps == [(2, 2.0, 3.5)]
+
+
+def test_cli_two_series_exit_2_then_data_series_reconstructs_one(tmp_path, capsys):
+    """End to end: two same-size series (and a localizer) in one folder."""
+    import nibabel as nib
+    from pathlib import Path
+
+    from sample.__main__ import main
+
+    size = 32
+    first = write_series(tmp_path / "scan", hu_volume(4, 1, (size, size)), prefix="a",
+                         description="soft")
+    second = write_series(tmp_path / "scan", hu_volume(4, 2, (size, size)), prefix="b",
+                          description="bone")
+    write_image(tmp_path / "scan" / "scout.dcm", hu_volume(1, 3, (size, size))[0], ORIGIN,
+                uid=second, image_type=["ORIGINAL", "PRIMARY", "LOCALIZER"])
+    argv = ["--config", "ct.py:phantom,smoke", "--config.prior.name=gaussian",
+            f"--config.prior.resolution={size}", "--workdir", str(tmp_path / "out"),
+            f"--config.data.path={tmp_path / 'scan'}", "--config.compare=iscs"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    for part in (first, second, "'soft' (4 images)", "'bone' (4 images)", "data.series="):
+        assert part in err, err
+    assert main([*argv, "--config.data.series=bone"]) == 0
+    out = capsys.readouterr().out
+    assert "left out 1 localizer" in out
+    image = nib.load(Path(out.strip().splitlines()[-1]) / "gt.nii.gz")
+    np.testing.assert_allclose(np.asarray(image.dataobj).transpose(2, 1, 0),
+                               (hu_volume(4, 2, (size, size)) + 1000.0) / 2600.0, atol=1e-6)
