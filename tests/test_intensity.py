@@ -91,3 +91,17 @@ def test_cli_maps_dicom_arguments_to_config_keys(tmp_path):
     notes = []
     volume, _, _ = inputs.load_volume(_data(tmp_path / "gap", dicom_resample=True), 8, notes)
     assert volume.shape[0] == 4 and "resampled" in notes[0]
+
+
+def test_cli_exits_2_on_a_scaled_ct_before_sampling(tmp_path, capsys):
+    from sample.__main__ import main
+
+    path = tmp_path / "scaled.nii.gz"
+    io.write_nifti(path, (ct_like((4, 32, 32)) + 1000.0) / 2600.0, np.eye(4))
+    argv = ["--config", "ct.py:phantom,smoke", "--config.prior.name=gaussian",
+            "--config.prior.resolution=32", "--workdir", str(tmp_path / "out"),
+            f"--config.data.path={path}"]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "data.intensity=minmax" in captured.err and "within [0, 1]" in captured.err
+    assert "compiling" not in captured.out and "Traceback" not in captured.err
