@@ -83,32 +83,55 @@ def switch_noise(noises: tuple, index: jax.Array) -> Callable:
     return noise_fn
 
 
-def _local_piece(static, key, y, x_init, sigmas, noise_index, x, first, setup, weights):
+class Piece(NamedTuple):
+    """What a program is compiled for (its static argument; hashable, compared by value).
+
+    Attributes:
+      sampler, operator, apply, noises, settings: the `Reconstructor`'s (``apply`` its
+        denoiser's), ``settings`` as sorted ``(name, value)`` pairs.
+      num_slices: D; num_local: slices per device after padding.
+      count, final: the `core.Window`'s; setup_only: the program computes the `core.Setup`.
+    """
+
+    sampler: str
+    operator: object
+    apply: Callable
+    noises: tuple
+    settings: tuple
+    num_slices: int
+    num_local: int
+    count: int = 0
+    final: bool = False
+    setup_only: bool = False
+
+
+def _local_piece(piece: Piece, axis, key, y, x_init, sigmas, noise_index, x, first, setup,
+                 weights):
     """The per-device body of every program: this device's layout, then the sampler on a
     `core.Window` (or its set-up alone)."""
-    (sampler, operator, apply, noises, axis, num_slices, num_local, settings, count, final,
-     setup_only) = static
-    layout = SliceLayout.shard(num_local, num_slices, axis)
-    window = None if setup_only else core.Window(x, first, count, final)
-    return dispatch.get_sampler(sampler)(
-        key, local_measurement(operator, y, layout), operator, Denoiser(apply, weights),
-        noise=switch_noise(noises, noise_index), sigmas=sigmas, x_init=x_init, layout=layout,
-        window=window, setup=setup, setup_only=setup_only, **dict(settings))
+    layout = SliceLayout.shard(piece.num_local, piece.num_slices, axis)
+    window = None if piece.setup_only else core.Window(x, first, piece.count, piece.final)
+    return dispatch.get_sampler(piece.sampler)(
+        key, local_measurement(piece.operator, y, layout), piece.operator,
+        Denoiser(piece.apply, weights), noise=switch_noise(piece.noises, noise_index),
+        sigmas=sigmas, x_init=x_init, layout=layout, window=window, setup=setup,
+        setup_only=piece.setup_only, **dict(piece.settings))
 
 
-def _reconstruct_piece(static, key, y, x_init, sigmas, noise_index, x, first, setup, weights, *, mesh):
+def _reconstruct_piece(static: Piece, key, y, x_init, sigmas, noise_index, x, first, setup,
+                       weights, *, mesh):
     """`_local_piece` under ``jax.shard_map`` over ``mesh`` (traced inside the jit)."""
     axis = mesh.axis_names[0]
     sliced, whole = PartitionSpec(axis), PartitionSpec()
-    y_spec = whole if coupling(static[1]) == "global" else sliced
+    y_spec = whole if coupling(static.operator) == "global" else sliced
     setup_spec = core.Setup(sliced, whole)
-    out_spec = setup_spec if static[-1] else sliced
+    out_spec = setup_spec if static.setup_only else sliced
     in_setup = whole if setup is None else setup_spec
     # check_vma=False: operators and denoisers are written for plain arrays (e.g. a scan whose
     # zero-initialised carry becomes device-varying); every psum in the samplers reduces
     # per-device partial sums, which is what it computes without the check.
     mapped = jax.shard_map(
-        functools.partial(_local_piece, static), mesh=mesh,
+        functools.partial(_local_piece, static, axis), mesh=mesh,
         in_specs=(whole, y_spec, sliced, whole, whole, sliced, whole, in_setup, whole),
         out_specs=out_spec, check_vma=False)
     return mapped(key, y, x_init, sigmas, noise_index, x, first, setup, weights)
@@ -178,11 +201,11 @@ class Reconstructor:
         return int(self.sigmas.shape[0])
 
     def _static(self, num_slices: int, count: int = 0, final: bool = False,
-                setup_only: bool = False):
+                setup_only: bool = False) -> Piece:
         size = parallel.padded_size(num_slices, self.mesh.size)
-        return (self.sampler, self.operator, self._apply, self.noises, self.mesh.axis_names[0],
-                int(num_slices), size // self.mesh.size, self.settings, int(count), bool(final),
-                bool(setup_only))
+        return Piece(self.sampler, self.operator, self._apply, self.noises, self.settings,
+                     int(num_slices), size // self.mesh.size, int(count), bool(final),
+                     bool(setup_only))
 
     def _call(self, static, key, run_y, x_init, noise_index, x, first, setup, lower=False):
         fn = self._program.lower if lower else self._program
