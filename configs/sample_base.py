@@ -49,6 +49,12 @@ def data_config() -> ml_collections.ConfigDict:
     # Pad planes to a square and resample to the prior's resolution (else sizes must match).
     data.resize = True
     data.sinogram = ""  # a measured sinogram .npy [D, views, detectors] used instead of A(x).
+    # The grid of the written volumes: "prior" (the planes at the prior's resolution, squared)
+    # or "input" (resampled back onto the input's own voxels and affine, the slice range kept).
+    data.output_grid = "prior"
+    # Their values: "unit" (the window's [0, 1]) or "input" (the window undone: HU for CT).
+    # metrics.json is computed on the prior's grid in [0, 1] either way.
+    data.output_units = "unit"
     return data
 
 

@@ -46,6 +46,8 @@ class Inputs:
       source: a short description of where the volume came from.
       plane: the planes reconstructed (``"axial"``, ``"coronal"``, ``"sagittal"``).
       notes: what the reader left out or resampled, and intensity notes, for the log.
+      grid: the input's grid and window (`prepare.InputGrid`), to write results back on it
+        (``data.output_grid="input"``, ``data.output_units="input"``); None without a volume.
     """
     reference: np.ndarray | None
     affine: np.ndarray
@@ -54,6 +56,7 @@ class Inputs:
     source: str
     plane: str = "axial"
     notes: tuple[str, ...] = ()
+    grid: prepare.InputGrid | None = None
 
 
 @contextlib.contextmanager
@@ -109,6 +112,17 @@ def preprocess(volume, affine, data, resolution: int, notes: list | None = None)
         return planes, grid
 
 
+def input_grid(volume, affine, data, resolution: int) -> prepare.InputGrid:
+    """`prepare.input_grid` of the ``data`` section (the window `preprocess` applies)."""
+    with config_keys(**DATA_KEYS):
+        window = prepare.intensity_window(data.intensity, data.hu_min, data.hu_max)
+        window = (None if data.path else embedded.stored_window(data.embedded)) or window
+        return prepare.input_grid(
+            volume, affine, resolution=resolution, plane=data.get("plane", "axial"),
+            start=int(data.slice_start), count=int(data.num_slices), window=window[0],
+            window_range=window[1], floor=window[2])
+
+
 def make_operator(operator_config, volume_shape, filter_name: str = "ramp",
                   plane: str = "axial"):
     """`operators.build` of ``operator.kind`` with the section's settings of that kind, for
@@ -153,9 +167,10 @@ def prepare_inputs(key, config, resolution: int) -> Inputs:
                         f"kinds {operators.SINOGRAM_KINDS} only; operator.kind={kind!r} "
                         "simulates y from the volume. Leave --config.data.sinogram empty.")
     plane, reference, affine = data.get("plane", "axial"), None, np.eye(4)
-    source, notes = "measured sinogram", []
+    source, notes, grid = "measured sinogram", [], None
     if data.path or not data.sinogram:
         volume, affine, source = load_volume(data, resolution, notes)
+        grid = input_grid(volume, affine, data, resolution)
         reference, affine = preprocess(volume, affine, data, resolution, notes)
     shape = (1, resolution, resolution) if data.sinogram else reference.shape
     operator = make_operator(config.operator, shape, config.sampler.fbp_filter, plane)
@@ -163,4 +178,4 @@ def prepare_inputs(key, config, resolution: int) -> Inputs:
         y, source = read_measurement(data, operator, reference), f"{source}: {data.sinogram}"
     else:
         y = simulate_measurement(key, operator, reference, config.operator)
-    return Inputs(reference, affine, operator, y, source, plane, tuple(notes))
+    return Inputs(reference, affine, operator, y, source, plane, tuple(notes), grid)

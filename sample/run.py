@@ -23,7 +23,7 @@ from iscs_jax.data import prepare
 from iscs_jax.samplers import renoise
 from . import inputs as inputs_lib
 from . import prior as prior_lib
-from . import report
+from . import provenance, report
 from .errors import UserError
 
 WARM_STARTS = ("baseline", "none")
@@ -203,23 +203,57 @@ def device_mesh(config):
                         "parallel.distributed=True to let JAX detect them).") from err
 
 
-def write_results(folder: Path, inputs, volumes, stds, table, config, figure) -> None:
-    """Writes the NIfTI volumes (input orientation), measurement, metrics, config and figure
-    into ``folder`` (the baseline as ``<baseline_name>.nii.gz``, e.g. ``fbp.nii.gz``)."""
-    def save(filename, planes):
-        io.write_nifti(folder / filename, prepare.from_planes(planes, inputs.plane),
-                       inputs.affine)
+#: ``data.output_grid`` and ``data.output_units`` values (`output_volume`).
+OUTPUT_GRIDS, OUTPUT_UNITS = ("prior", "input"), ("unit", "input")
+
+
+def check_output_config(data) -> None:
+    """Clear errors for ``data.output_grid`` / ``data.output_units`` (before any work)."""
+    grid, units = data.get("output_grid", "prior"), data.get("output_units", "unit")
+    if grid not in OUTPUT_GRIDS or units not in OUTPUT_UNITS:
+        raise UserError(f"data.output_grid={grid!r} / data.output_units={units!r}: the grid "
+                        f"must be one of {OUTPUT_GRIDS} and the units one of {OUTPUT_UNITS} "
+                        "(e.g. --config.data.output_grid=input --config.data.output_units=input "
+                        "for the input's voxels in its units).")
+    if data.sinogram and not data.path and "input" in (grid, units):
+        raise UserError("data.output_grid=input / data.output_units=input need the input "
+                        "volume (data.path) to take its grid and units from; with a measured "
+                        "sinogram alone leave them at 'prior' / 'unit'.")
+
+
+def output_volume(planes, inputs, data, offset: bool = True):
+    """A result's planes ``[N, R, R]`` as written: ``(volume [D, H, W], affine)`` on the
+    prior's grid or the input's (``data.output_grid``), in [0, 1] or in the input's units
+    (``data.output_units``; ``offset=False`` for a standard deviation)."""
+    if data.get("output_grid", "prior") == "input":
+        volume, affine = prepare.to_input_grid(planes, inputs.grid), inputs.grid.affine
+    else:
+        volume, affine = prepare.from_planes(planes, inputs.plane), inputs.affine
+    if data.get("output_units", "unit") == "input":
+        volume = prepare.to_input_units(volume, inputs.grid, offset)
+    return volume, affine
+
+
+def write_results(folder: Path, inputs, volumes, stds, table, config, figure,
+                  origin: dict | None = None) -> None:
+    """Writes the NIfTI volumes (input orientation; grid and units of `output_volume`),
+    measurement, metrics, config, provenance (``origin``, `provenance.record`) and figure into
+    ``folder`` (the baseline as ``<baseline_name>.nii.gz``, e.g. ``fbp.nii.gz``)."""
+    def save(filename, planes, offset=True):
+        io.write_nifti(folder / filename, *output_volume(planes, inputs, config.data, offset))
 
     baseline = inputs.operator.baseline_name
     for name, volume in volumes.items():
         save(f"{name}.nii.gz" if name == baseline else f"recon_{name}.nii.gz", volume)
     for name, std in stds.items():
-        save(f"std_{name}.nii.gz", std)
+        save(f"std_{name}.nii.gz", std, offset=False)
     if inputs.reference is not None:
         save("gt.nii.gz", inputs.reference)
     np.save(folder / "measurement.npy", inputs.measurement)
     (folder / "metrics.json").write_text(json.dumps(table, indent=2) + "\n")
     (folder / "config.json").write_text(config.to_json(indent=2) + "\n")
+    if origin is not None:
+        (folder / "provenance.json").write_text(json.dumps(origin, indent=2) + "\n")
     figures.save_figure(figure, folder / "figure.png")
 
 
@@ -264,6 +298,7 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
     kinds = noise_kinds(config)
     check_sampler_config(config)
     every = check_checkpoint_config(config, resume)
+    check_output_config(config.data)
     parent = Path(workdir) / config_name
     if jax.process_index() == 0:  # the process that writes: fail before any compilation
         report.check_workdir(parent, workdir)
@@ -314,8 +349,9 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
                                       data_range=DATA_RANGE)
         log(report.format_table(table))
         figure = make_figure(volumes, inputs, config_name)
+        origin = provenance.record(config)
         with report.writing(parent, resumable=every > 0):
-            write_results(folder.path, inputs, volumes, stds, table, config, figure)
+            write_results(folder.path, inputs, volumes, stds, table, config, figure, origin)
         if every:  # a finished run keeps its results, not its checkpoints
             shutil.rmtree(checkpoints)
             (folder.path / report.RUN_CONFIG).unlink()

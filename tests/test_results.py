@@ -201,3 +201,140 @@ def test_a_stale_temporary_folder_is_removed_by_the_next_run(tmp_path, capsys):
     assert f"{alive} is the unfinished result folder of another run" in out
     finished = [p for p in parent.iterdir() if not p.name.startswith(".tmp-")]
     assert len(finished) == 1 and (finished[0] / "metrics.json").is_file()
+
+
+# --- item 4: results on the input's grid and in its units ---------------------------------
+
+def _smooth_volume(shape):
+    d, h, w = np.meshgrid(*(np.linspace(0.0, 1.0, n) for n in shape), indexing="ij")
+    return (np.sin(2.0 * d + 1.0) * np.cos(1.5 * h) + 0.5 * w ** 2).astype(np.float32)
+
+
+@pytest.mark.parametrize("plane, resolution", [("axial", 32), ("axial", 96), ("coronal", 48)])
+def test_prepared_planes_back_on_the_input_grid_are_close(plane, resolution):
+    from iscs_jax.data import prepare
+
+    volume = _smooth_volume((24, 40, 56))
+    affine = np.diag([0.7, 0.9, 2.5, 1.0])
+    affine[:3, 3] = (-10.0, 4.0, 30.0)
+    settings = dict(resolution=resolution, plane=plane, start=1, count=4 if plane == "axial"
+                    else 30, window="none")
+    planes, _ = prepare.prepare_volume(volume, affine, **settings)
+    grid = prepare.input_grid(volume, affine, **settings)
+    expected, expected_affine = prepare.select_planes(volume, affine, plane, 1,
+                                                      settings["count"])
+    back = prepare.to_input_grid(planes, grid)
+    assert back.shape == expected.shape == grid.shape
+    np.testing.assert_array_equal(grid.affine, expected_affine)
+    inner = [slice(2, -2)] * 3  # the edges mix with the square's padding
+    inner[prepare.PLANES[plane][0]] = slice(None)  # (the stack axis is not resampled)
+    inner = tuple(inner)
+    assert np.abs(back - expected)[inner].max() < 0.01 * np.ptp(volume)
+    assert np.abs(back - expected).mean() < 0.01 * np.ptp(volume)
+
+
+def test_the_window_is_undone_in_the_input_units():
+    from iscs_jax.data import prepare
+
+    hu = np.linspace(-1000.0, 1600.0, 6 * 8 * 8, dtype=np.float32).reshape(6, 8, 8)
+    window, window_range, floor = prepare.intensity_window("hu", -1000.0, 1600.0)
+    planes, _ = prepare.prepare_volume(hu, np.eye(4), resolution=8, window=window,
+                                       window_range=window_range, floor=floor)
+    grid = prepare.input_grid(hu, np.eye(4), resolution=8, window=window,
+                              window_range=window_range, floor=floor)
+    assert grid.window_range == (-1000.0, 1600.0)
+    np.testing.assert_allclose(prepare.to_input_units(planes, grid), hu, atol=0.05)
+    np.testing.assert_allclose(prepare.to_input_units(np.float32(0.1), grid, offset=False), 260.0)
+    scaled = prepare.input_grid(hu * 0.5, np.eye(4), resolution=8, window="minmax")
+    assert scaled.window_range == (-500.0, 800.0)
+    assert prepare.input_grid(hu, np.eye(4), resolution=8, window="none").window_range is None
+
+
+def _nifti(path, volume, affine):
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(np.asarray(volume).transpose(2, 1, 0), affine), path)
+
+
+def _read(path):
+    import nibabel as nib
+
+    image = nib.load(path)
+    return np.asarray(image.dataobj, np.float32).transpose(2, 1, 0), image.affine
+
+
+def test_results_on_the_input_grid_in_hu(tmp_path, capsys):
+    _, y, x = np.meshgrid(np.arange(5), np.linspace(-1, 1, 40), np.linspace(-1, 1, 48),
+                          indexing="ij")
+    body = 40.0 + 200.0 * np.cos(3 * x) * np.sin(2 * y)
+    hu = np.where(x ** 2 + y ** 2 < 0.3, body, -1000.0).astype(np.float32)  # body in air
+    affine = np.diag([0.8, 0.7, 2.0, 1.0])
+    affine[:3, 3] = (-20.0, -15.0, 7.0)
+    _nifti(tmp_path / "scan.nii.gz", hu, affine)
+    args = [f"--config.data.path={tmp_path / 'scan.nii.gz'}", "--config.data.slice_start=1",
+            "--config.data.num_slices=3"]
+    status, out, err = cli(capsys, tmp_path / "prior", *args)
+    assert status == 0, err
+    prior_folder = Path(out.strip().splitlines()[-1])
+    status, out, err = cli(capsys, tmp_path / "input", *args, "--config.data.output_grid=input",
+                           "--config.data.output_units=input")
+    assert status == 0, err
+    folder = Path(out.strip().splitlines()[-1])
+    gt, gt_affine = _read(folder / "gt.nii.gz")
+    expected_affine = affine.copy()
+    expected_affine[:3, 3] += affine[:3, 2]  # slice_start=1
+    assert gt.shape == (3, 40, 48)
+    np.testing.assert_allclose(gt_affine, expected_affine, atol=1e-5)
+    inner = (slice(None), slice(2, -2), slice(2, -2))
+    assert np.abs(gt - hu[1:4])[inner].mean() < 40.0  # HU, after 48 -> 32 -> 48 resampling
+    recon, recon_affine = _read(folder / "recon_iscs.nii.gz")
+    np.testing.assert_array_equal(recon_affine, gt_affine)
+    unit, _ = _read(prior_folder / "recon_iscs.nii.gz")
+    assert unit.shape == (3, 32, 32) and 0.0 <= unit.mean() <= 1.0
+    from iscs_jax.data import prepare
+
+    grid = prepare.InputGrid((3, 40, 48), gt_affine, "axial", (-1000.0, 1600.0))
+    back = prepare.to_input_units(prepare.to_input_grid(unit, grid), grid)
+    np.testing.assert_allclose(recon, back, atol=0.05)  # the same run, written back in HU
+    assert recon.mean() < -100.0  # mostly air
+    metrics = [json.loads((f / "metrics.json").read_text()) for f in (folder, prior_folder)]
+    assert metrics[0]["iscs"]["psnr"] == metrics[1]["iscs"]["psnr"]  # on the prior's grid
+
+
+def test_bad_output_options_exit_2_before_the_compute(tmp_path, capsys, monkeypatch):
+    no_compile(monkeypatch)
+    status, _, err = cli(capsys, tmp_path, "--config.data.output_grid=native")
+    assert status == 2
+    one_paragraph(err, "data.output_grid='native'", "prior", "input")
+    assert not any(tmp_path.iterdir())
+
+
+def test_provenance_records_versions_devices_prior_command_and_config(tmp_path, capsys):
+    import hashlib
+
+    import jax
+
+    from iscs_jax import priors
+    from sample import provenance
+
+    status, out, err = cli(capsys, tmp_path)
+    assert status == 0, err
+    folder = Path(out.strip().splitlines()[-1])
+    record = json.loads((folder / "provenance.json").read_text())
+    assert record["package"]["name"] == "iscs-jax" and record["package"]["version"]
+    assert record["jax"] == jax.__version__ and record["jaxlib"]
+    assert record["devices"]["platform"] == "cpu" and record["devices"]["count"] >= 1
+    assert record["prior"] == {"name": "gaussian", "files": []}
+    assert record["config"] == json.loads((folder / "config.json").read_text())
+    assert isinstance(record["command"], list)
+    config = types_config(prior_name="phantom64")
+    files = provenance.prior_files(config.prior)
+    stem = priors.resolve("phantom64")
+    assert files == [Path(stem + ".json"), Path(stem + ".msgpack")]
+    assert provenance.sha256(files[1]) == hashlib.sha256(files[1].read_bytes()).hexdigest()
+
+
+def types_config(prior_name):
+    import ml_collections
+
+    return ml_collections.ConfigDict({"prior": {"name": prior_name, "path": ""}})

@@ -17,7 +17,9 @@ first). `prepare_planes` turns it into the images a prior sees:
 Resizing happens before the window (in the file's units), so clipping never
 depends on the resolution. `plane_grid_affine` gives the NIfTI affine of the
 prepared grid in the input's orientation (`from_planes` restores that orientation),
-built from `cropped_affine` and `resized_affine`.
+built from `cropped_affine` and `resized_affine`. The way back: `input_grid` records the
+input's grid and window, `to_input_grid` resamples prepared planes onto that grid (the
+input's affine) and `to_input_units` undoes the window (HU for CT).
 
 `prepare_volume` is the whole preparation of a reconstruction's input: a range of
 planes (`select_planes`), then `prepare_planes`, with the affine of the result;
@@ -28,6 +30,7 @@ Errors name the offending argument as ``name=value``.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import chex
@@ -332,3 +335,85 @@ def prepare_volume(volume: np.ndarray, affine: np.ndarray, *, resolution: int,
     io.validate_volume(planes, name=f"The volume after the intensity window ({what})")
     grid_affine, _ = plane_grid_affine(affine, volume.shape, plane, resolution)
     return planes, grid_affine
+
+
+@dataclasses.dataclass(frozen=True)
+class InputGrid:
+    """Where prepared planes came from, to write results back there (`to_input_grid`,
+    `to_input_units`).
+
+    Attributes:
+      shape: ``(D, H, W)`` of the selected input volume (`select_planes`).
+      affine: its ``[4, 4]`` NIfTI affine.
+      plane: the planes of the prepared stack (a name of `PLANES`).
+      window_range: ``(low, high)`` in the file's units that the window mapped to [0, 1], or
+        None (``"none"``: the values were kept).
+    """
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+    plane: str
+    window_range: tuple[float, float] | None
+
+
+def input_grid(volume: np.ndarray, affine: np.ndarray, *, resolution: int, plane: str = "axial",
+               start: int = 0, count: int = 0, window: str = "range",
+               window_range: Sequence[float] = CT_HU_RANGE,
+               floor: float | None = None) -> InputGrid:
+    """The `InputGrid` of `prepare_volume` with the same arguments (its ``resize`` aside).
+
+    For ``"minmax"`` the window's range is that of the resized planes, as `prepare_planes`
+    computes it.
+    """
+    volume, affine = select_planes(volume, affine, plane, start, count)
+    if window not in WINDOWS:
+        raise ValueError(f"Unknown intensity window {window!r}; valid windows: {WINDOWS}.")
+    bounds = None
+    if window == "range":
+        bounds = (float(window_range[0]), float(window_range[1]))
+    elif window == "minmax":
+        planes = prepare_planes(volume, plane=plane, resolution=resolution, window="none",
+                                floor=floor)
+        low, high = float(planes.min()), float(planes.max())
+        bounds = (low, high if high > low else low + 1.0)
+    return InputGrid(tuple(int(n) for n in volume.shape), np.asarray(affine, np.float64),
+                     plane, bounds)
+
+
+def to_input_grid(planes, grid: InputGrid) -> np.ndarray:
+    """Inverse of `prepare_planes`' resampling: ``[N, R, R]`` planes -> the input's
+    ``[D, H, W]`` grid (`InputGrid.shape`, whose affine is `InputGrid.affine`).
+
+    Each image is resized (linear, `resize_slices`) from R x R back to the padded square
+    and its padding cut off, so every input voxel centre gets the value the prepared grid
+    has at that point; intensities are unchanged (see `to_input_units`).
+
+    Returns:
+      float32 ``[D, H, W]``.
+    """
+    planes = np.asarray(planes, np.float32)
+    chex.assert_rank(planes, 3)
+    stacked = [grid.shape[a] for a in _check_plane(grid.plane)]
+    if planes.shape[0] != stacked[0]:
+        raise ValueError(f"{planes.shape[0]} planes do not fit the input grid's "
+                         f"{stacked[0]} {grid.plane} planes (shape {grid.shape}).")
+    (top, bottom), (left, right) = square_padding(*stacked[1:])
+    size = max(stacked[1:])
+    square = resize_slices(planes, (size, size))
+    cropped = square[:, top:size - bottom, left:size - right]
+    return np.ascontiguousarray(from_planes(cropped, grid.plane))
+
+
+def to_input_units(values, grid: InputGrid, offset: bool = True) -> np.ndarray:
+    """Inverse of the window: [0, 1] values -> the input's units (HU for the CT window),
+    ``value * (high - low) + low``; ``offset=False`` for a spread (a standard deviation),
+    ``value * (high - low)``. Values clipped by the window stay at its ends.
+
+    Returns:
+      float32, the shape of ``values`` (unchanged for ``window_range`` None).
+    """
+    values = np.asarray(values, np.float32)
+    if grid.window_range is None:
+        return values
+    low, high = grid.window_range
+    return (values * np.float32(high - low) + np.float32(low if offset else 0.0)).astype(
+        np.float32)
