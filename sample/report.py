@@ -293,7 +293,7 @@ def result_folder(parent: str | os.PathLike, *, reuse: Path | None = None,
             final = _claim_name(parent, stamp)
             try:
                 os.rename(handle.path, final)  # onto the claimed empty folder
-            except OSError:
+            except BaseException:  # (SIGTERM included)
                 final.rmdir()
                 raise
         handle.final = final

@@ -145,7 +145,6 @@ SIGTERM_SCRIPT = textwrap.dedent("""
     from sample import report
 
     parent = Path(sys.argv[1])
-    before = signal.getsignal(signal.SIGTERM)
     with report.result_folder(parent) as folder:
         (folder.path / "half.nii.gz").write_bytes(b"\\x1f\\x8b truncated")
         with report.writing(parent):
@@ -164,6 +163,30 @@ def test_sigterm_during_the_write_removes_the_temporary_folder(tmp_path):
     assert "not reached" not in done.stdout and "Terminated" in done.stderr
     assert Path(done.stdout.strip()).name.startswith(".tmp-")
     assert not (tmp_path / "ct").exists()  # nothing left, not even the folders it created
+
+
+RENAME_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from sample import report
+
+    def terminated_rename(src, dst):  # SIGTERM arrives as the folder gets its final name
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("not reached")
+
+    os.rename = terminated_rename
+    with report.result_folder(Path(sys.argv[1])) as folder:
+        (folder.path / "metrics.json").write_text("{}")
+""")
+
+
+def test_sigterm_during_the_rename_leaves_nothing(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    (tmp_path / "ct").mkdir()
+    done = subprocess.run([sys.executable, "-c", RENAME_SCRIPT, str(tmp_path / "ct")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert not any((tmp_path / "ct").iterdir())  # neither the temporary nor the claimed name
 
 
 def test_sigterm_handler_is_restored_after_the_write():
