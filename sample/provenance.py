@@ -56,7 +56,8 @@ def record(config, argv: list[str] | None = None) -> dict:
 
     Args:
       config: the resolved config the run used (as written to ``config.json``).
-      argv: the command line (default ``sys.argv``).
+      argv: the command line (default ``sys.argv``: ``python -m sample`` records the path of
+        ``sample/__main__.py`` first), recorded with the Python executable.
     """
     devices = jax.devices()
     files = prior_files(config.prior)
@@ -68,7 +69,7 @@ def record(config, argv: list[str] | None = None) -> dict:
                     "count": len(devices), "processes": jax.process_count()},
         "prior": {"name": prior_lib.prior_source(config.prior),
                   "files": [{"path": str(f.resolve()), "sha256": sha256(f)} for f in files]},
-        "command": [sys.executable, *(sys.argv if argv is None else argv)],
+        "command": list(sys.argv if argv is None else argv), "executable": sys.executable,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "config_file": "config.json",
         "config": json.loads(config.to_json()),
