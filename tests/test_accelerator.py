@@ -2,13 +2,13 @@
 
 import json
 import math
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from device_checks import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "accelerator.py"
@@ -23,12 +23,7 @@ def _positive_finite(value) -> bool:
 def tiny_run(tmp_path_factory):
     """``(completed process, JSON document)`` of ``accelerator.py --tiny`` on 2 CPU devices."""
     out = tmp_path_factory.mktemp("accelerator") / "accelerator.json"
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS=(os.environ.get("XLA_FLAGS", "")
-                          + " --xla_force_host_platform_device_count=2").strip())
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--repeats", "1",
-                           "--json", str(out)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = run_python(str(SCRIPT), "--tiny", "--repeats", "1", "--json", str(out), devices=2)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc, json.loads(out.read_text())
 

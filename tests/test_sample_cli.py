@@ -6,9 +6,6 @@ the sampler. One success and one failure also run as real subprocesses.
 """
 
 import json
-import os
-import subprocess
-import sys
 import types
 from pathlib import Path
 
@@ -25,7 +22,7 @@ from iscs_jax.data import phantom
 from sample import cli, inputs, prior, report
 from sample.__main__ import main
 from sample.errors import UserError
-from device_checks import run_check
+from device_checks import local_address, run_check, run_processes, run_python
 
 REPO = Path(__file__).resolve().parents[1]
 RESOLUTION = 32
@@ -406,25 +403,20 @@ def test_converted_score_sde_prior_runs_through_the_cli(tmp_path, capsys):
     assert json.loads((folder / "config.json").read_text())["prior"]["kind"] == "score_sde"
 
 
-def _subprocess(args, cwd):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
-    return subprocess.run([sys.executable, "-m", "sample", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
 def test_cli_subprocess_with_a_learned_prior_file_and_failure(tmp_path):
     """``python -m sample`` with an (untrained, tiny) U-Net prior in the shipped file format."""
     stem = write_tiny_prior(tmp_path / "priors")
-    done = _subprocess(["--config", "ct.py:phantom,smoke", f"--config.prior.name={stem}",
-                        "--config.compare=iscs", "--config.sampler.steps=2", "--workdir", "runs"],
-                       cwd=tmp_path)
+    done = run_python("-m", "sample", "--config", "ct.py:phantom,smoke",
+                      f"--config.prior.name={stem}", "--config.compare=iscs",
+                      "--config.sampler.steps=2", "--workdir", "runs", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     folder = tmp_path / done.stdout.strip().splitlines()[-1]
     assert folder.parent == tmp_path / "runs" / "ct"
     recon, _ = load(folder, "recon_iscs.nii.gz")
     assert recon.shape == (4, 16, 16) and np.all(np.isfinite(recon))
     assert json.loads((folder / "config.json").read_text())["sde"]["sigma_min"] == 0.01
-    failed = _subprocess(smoke("runs2", "--config.data.path=missing.nii.gz"), cwd=tmp_path)
+    failed = run_python("-m", "sample", *smoke("runs2", "--config.data.path=missing.nii.gz"),
+                        cwd=tmp_path)
     assert failed.returncode != 0 and "does not exist" in failed.stderr
     assert "Traceback" not in failed.stderr and not (tmp_path / "runs2").exists()
 
@@ -433,12 +425,8 @@ def test_cli_on_two_devices_matches_one_device(tmp_path, capsys):
     """``parallel.num_devices=2`` (fake CPU devices, 5 slices: padded) gives the 1-device result."""
     five = ("--config.data.phantom_slices=5", "--config.data.num_slices=5")
     single, _ = run_ok(capsys, smoke(tmp_path / "one", *five))
-    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    done = subprocess.run(
-        [sys.executable, "-m", "sample", *smoke(tmp_path / "two", *five),
-         "--config.parallel.num_devices=2"],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu", **env},
-        capture_output=True, text=True, timeout=600)
+    done = run_python("-m", "sample", *smoke(tmp_path / "two", *five),
+                      "--config.parallel.num_devices=2", devices=2, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "sharding 5 slices over 2 devices" in done.stdout
     sharded = Path(done.stdout.strip().splitlines()[-1])
@@ -446,10 +434,6 @@ def test_cli_on_two_devices_matches_one_device(tmp_path, capsys):
         np.testing.assert_allclose(load(sharded, name)[0], load(single, name)[0], atol=1e-5)
     run_fails(capsys, smoke(tmp_path / "three", "--config.parallel.num_devices=3"),
               "parallel.num_devices=3")
-
-
-def _env(**extra):
-    return {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu", **extra}
 
 
 def test_every_sampler_by_name_on_one_and_four_devices(tmp_path):
@@ -461,13 +445,6 @@ def test_every_sampler_by_name_on_one_and_four_devices(tmp_path):
         assert report[name + "_range"] > 0.1  # a real reconstruction, not zeros
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_two_processes_two_devices_each_match_one_device(tmp_path, capsys):
     """A real multi-host run on localhost: 2 processes x 2 CPU devices (jax.distributed, CPU
     collectives), ADMM z-TV (psum'd CG and z halo exchanges across processes); process 0
@@ -475,21 +452,18 @@ def test_two_processes_two_devices_each_match_one_device(tmp_path, capsys):
     five = ("--config.data.phantom_slices=5", "--config.data.num_slices=5",
             "--config.sampler.name=admm_tv", "--config.compare=iscs")
     single, _ = run_ok(capsys, smoke(tmp_path / "one", *five))
-    address = f"127.0.0.1:{_free_port()}"
-    env = _env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "sample", *smoke(tmp_path / "multi", *five),
-         f"--config.parallel.coordinator_address={address}",
-         "--config.parallel.num_processes=2", f"--config.parallel.process_id={i}"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(2)]
-    outputs = [proc.communicate(timeout=600) for proc in procs]
-    for proc, (out, err) in zip(procs, outputs):
-        assert proc.returncode == 0, err[-4000:]
-    assert "sharding 5 slices over 4 devices" in outputs[0][0]
+    address = local_address()
+    procs = run_processes([["-m", "sample", *smoke(tmp_path / "multi", *five),
+                            f"--config.parallel.coordinator_address={address}",
+                            "--config.parallel.num_processes=2",
+                            f"--config.parallel.process_id={i}"] for i in range(2)],
+                          devices=2, cwd=tmp_path)
+    for proc in procs:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "sharding 5 slices over 4 devices" in procs[0].stdout
     folders = list((tmp_path / "multi" / "ct").iterdir())
-    assert len(folders) == 1 and Path(outputs[0][0].strip().splitlines()[-1]) == folders[0]
-    assert str(folders[0]) not in outputs[1][0]  # process 1 printed no folder: it wrote none
+    assert len(folders) == 1 and Path(procs[0].stdout.strip().splitlines()[-1]) == folders[0]
+    assert str(folders[0]) not in procs[1].stdout  # process 1 printed no folder: it wrote none
     np.testing.assert_allclose(load(folders[0], "recon_iscs.nii.gz")[0],
                                load(single, "recon_iscs.nii.gz")[0], atol=1e-5)
 

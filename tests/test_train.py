@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -14,6 +12,7 @@ import pytest
 from configs.train_phantom import get_config
 from iscs_jax import checkpoint, parallel, priors
 from train import export, loop
+from device_checks import run_python
 
 
 def tiny_config(num_steps=6):
@@ -174,10 +173,7 @@ def test_data_parallel_training_on_two_devices_matches_one(runs, tmp_path):
     out = tmp_path / "params.npz"
     script = TWO_DEVICE_SCRIPT.format(tests=str(Path(__file__).parent),
                                       workdir=str(tmp_path / "work"), out=str(out))
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-           "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(Path(__file__).parents[1])}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = run_python("-c", script, devices=2)
     assert done.returncode == 0, done.stderr[-3000:]
     sharded = np.load(out)
     leaves = jax.tree.leaves(straight["params"])
