@@ -88,18 +88,21 @@ def read_images(folder: str | os.PathLike) -> list:
     """Every DICOM image (pixel data and ImagePositionPatient) directly in ``folder``."""
     import pydicom
 
-    images = []
-    for path in sorted(p for p in Path(folder).iterdir() if p.is_file()):
-        try:
-            ds = pydicom.dcmread(str(path))
+    images, entries = [], sorted(Path(folder).iterdir())
+    for path in (p for p in entries if p.is_file()):
+        try:  # large elements (the pixels) are read when used, so other series cost little
+            ds = pydicom.dcmread(str(path), defer_size="4 KB")
         except Exception:  # not a DICOM file (e.g. a README)
             continue
         if "PixelData" in ds and "ImagePositionPatient" in ds:
             images.append(ds)
     if not images:
+        subfolders = [p.name for p in entries if p.is_dir()][:5]
+        hint = (f" It has subfolders ({', '.join(subfolders)}): give the one holding the series."
+                if subfolders else "")
         raise DicomError(f"No DICOM image with pixel data and ImagePositionPatient was found in "
                          f"{str(folder)!r}; give the folder of one CT/MR series (files directly "
-                         "in it).")
+                         f"in it).{hint}")
     return images
 
 

@@ -138,6 +138,12 @@ def test_missing_slice_resampled_linearly_on_request(tmp_path):
     assert "resampled 5 unevenly spaced slices to 6 slices 2.500 mm apart" in notes[0]
 
 
+def test_a_folder_of_series_folders_names_them(tmp_path):
+    write_series(tmp_path / "SE1", hu_volume(2))
+    with pytest.raises(io.VolumeError, match=r"subfolders \(SE1\)"):
+        io.read_volume(tmp_path)
+
+
 def test_images_at_one_position_are_an_error(tmp_path):
     write_series(tmp_path, hu_volume(3), steps=[0.0, 2.5, 2.5])
     with pytest.raises(io.VolumeError, match="same position|position of another"):
