@@ -249,8 +249,7 @@ def resample_uniform(volume: np.ndarray, positions: np.ndarray,
     return (1.0 - weight) * volume[lower] + weight * volume[upper], uniform
 
 
-def affine_of(images: list, row_dir, col_dir, normal, positions: np.ndarray,
-              num_slices: int) -> np.ndarray:
+def affine_of(images: list, row_dir, col_dir, normal, num_slices: int) -> np.ndarray:
     """NIfTI-convention RAS affine of sorted ``images`` (first and last position span the
     ``num_slices`` slices; one image: SliceThickness along the normal)."""
     row_spacing, col_spacing = (float(v) for v in images[0].get("PixelSpacing", [1.0, 1.0]))
@@ -265,7 +264,6 @@ def affine_of(images: list, row_dir, col_dir, normal, positions: np.ndarray,
     affine[:3, 1] = col_dir * row_spacing  # j: down a column, row spacing
     affine[:3, 2] = step
     affine[:3, 3] = origin
-    del positions
     return _LPS_TO_RAS @ affine
 
 
@@ -285,7 +283,7 @@ def series_volume(images: list, name: str, *, resample: bool = False) -> tuple[
         notes.append(f"resampled {count} unevenly spaced slices to {len(positions)} slices "
                      f"{np.ptp(positions) / max(len(positions) - 1, 1):.3f} mm apart (linear "
                      "along the slice normal)")
-    return volume, affine_of(images, row_dir, col_dir, normal, positions, len(positions)), notes
+    return volume, affine_of(images, row_dir, col_dir, normal, len(positions)), notes
 
 
 def read_series(folder: str | os.PathLike, *, series: str | None = None,
