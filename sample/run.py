@@ -297,12 +297,12 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
     """
     kinds = noise_kinds(config)
     check_sampler_config(config)
-    every = check_checkpoint_config(config, resume)
     check_output_config(config.data)
+    mesh = device_mesh(config)  # first JAX call: a multi-host run initialises here
+    every = check_checkpoint_config(config, resume)
     parent = Path(workdir) / config_name
     if jax.process_index() == 0:  # the process that writes: fail before any compilation
         report.check_workdir(parent, workdir)
-    mesh = device_mesh(config)
     prior = prior_lib.load_prior(config.prior)
     prior_lib.check_prior(prior, name=prior_lib.prior_source(config.prior))
     resolution = prior_lib.slice_size(prior)
