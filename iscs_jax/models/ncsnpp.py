@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from iscs_jax.models import conv, fir
+from iscs_jax.models import conv, fir, precision
 from iscs_jax.denoiser import Denoiser
 
 #: Fields whose value must be exactly this (the variants we do not implement).
@@ -320,9 +320,12 @@ def make_denoise_fn(graphdef: nnx.GraphDef, state: nnx.State) -> Denoiser:
     """``DenoiseFn(x [n, H, W], sigma scalar or [n]) -> x0_hat = x + sigma^2 score`` (C = 1).
 
     A `iscs_jax.denoiser.Denoiser`: its weights are pytree leaves (runtime inputs when it is
-    passed to ``jax.jit`` as an argument, not constants compiled into the program).
+    passed to ``jax.jit`` as an argument, not constants compiled into the program). The
+    network computes in the ``dtype`` it was built with (``NCSNpp(cfg, dtype=jnp.bfloat16)``),
+    its parameters cast to it here, once (`iscs_jax.models.precision.cast_to_network`; the
+    `Buffer`s stay float32); Tweedie's formula, the input and the output stay float32.
     """
-    return Denoiser(_TweedieApply(graphdef), state)
+    return Denoiser(_TweedieApply(graphdef), precision.cast_to_network(graphdef, state))
 
 
 @dataclasses.dataclass(frozen=True)

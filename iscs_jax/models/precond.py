@@ -6,7 +6,8 @@ D(x, sigma) = mu + c_skip (x - mu) + c_out F(c_in (x - mu), c_noise), with
   c_in    = 1 / sqrt(sigma^2 + s^2),
   c_noise = log(sigma) / 4,
 where s = sigma_data and mu = data_mean (a constant shift that centres the
-data; 0 gives the plain EDM form).
+data; 0 gives the plain EDM form). The scalings are float32 whatever the network computes
+in (a bfloat16 U-Net takes and returns float32).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from iscs_jax.denoiser import Denoiser
+from iscs_jax.models import precision
 
 NetFn = Callable[[jax.Array, jax.Array], jax.Array]  # F(x [B,H,W], c_noise [B]) -> [B,H,W]
 
@@ -64,13 +66,17 @@ def make_denoise_fn(graphdef: nnx.GraphDef, state: nnx.State, sigma_data: float,
 
     A `iscs_jax.denoiser.Denoiser` (its weights are pytree leaves: passed to ``jax.jit`` as
     an argument they stay runtime inputs instead of constants compiled into the program).
+    The network computes in its own ``dtype`` (``UNet(..., dtype=jnp.bfloat16)``), its
+    parameters cast to it here, once (`iscs_jax.models.precision.cast_to_network`); the
+    preconditioning, the input and the output stay float32.
 
     Args:
       graphdef: the U-Net's graph definition (from ``nnx.split``).
       state: its parameters (e.g. the EMA parameters).
       sigma_data, data_mean: the preconditioning constants used in training.
     """
-    return Denoiser(_EDMApply(graphdef, float(sigma_data), float(data_mean)), state)
+    return Denoiser(_EDMApply(graphdef, float(sigma_data), float(data_mean)),
+                    precision.cast_to_network(graphdef, state))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,8 @@
 The network maps ``x [B, H, W]`` (or ``[B, H, W, C]`` internally) and a
 per-sample noise conditioning ``c_noise [B]`` to an output of the same shape as
 ``x``. It is the raw network F of EDM; `iscs_jax.models.precond` wraps it into a
-denoiser D(x, sigma).
+denoiser D(x, sigma). ``UNet(..., dtype=jnp.bfloat16)`` computes in bfloat16 (see
+`iscs_jax.models.precision`); it takes and returns float32 either way.
 """
 
 from __future__ import annotations
@@ -82,14 +83,16 @@ def _conv_layer(cin: int, cout: int, kernel_size, **kwargs) -> nnx.Conv:
 class ResBlock(nnx.Module):
     """GroupNorm-SiLU-Conv x2 with an additive noise embedding and a skip."""
 
-    def __init__(self, cin: int, cout: int, emb: int, groups: int, *, rngs: nnx.Rngs):
+    def __init__(self, cin: int, cout: int, emb: int, groups: int, *, dtype=jnp.float32,
+                 rngs: nnx.Rngs):
         self.norm1 = GroupNorm(cin, _groups(cin, groups), rngs=rngs)
-        self.conv1 = _conv_layer(cin, cout, (3, 3), rngs=rngs)
-        self.emb = nnx.Linear(emb, cout, rngs=rngs)
+        self.conv1 = _conv_layer(cin, cout, (3, 3), dtype=dtype, rngs=rngs)
+        self.emb = nnx.Linear(emb, cout, dtype=dtype, rngs=rngs)
         self.norm2 = GroupNorm(cout, _groups(cout, groups), rngs=rngs)
         self.conv2 = _conv_layer(cout, cout, (3, 3), kernel_init=nnx.initializers.zeros_init(),
-                                 rngs=rngs)
-        self.skip = _conv_layer(cin, cout, (1, 1), rngs=rngs) if cin != cout else None
+                                 dtype=dtype, rngs=rngs)
+        self.skip = (_conv_layer(cin, cout, (1, 1), dtype=dtype, rngs=rngs) if cin != cout
+                     else None)
 
     def __call__(self, x: jax.Array, emb: jax.Array) -> jax.Array:
         h = self.conv1(self.norm1(x, silu=True))
@@ -101,13 +104,15 @@ class ResBlock(nnx.Module):
 class Attention(nnx.Module):
     """Multi-head self-attention over the H*W positions, with a residual."""
 
-    def __init__(self, width: int, heads: int, groups: int, *, rngs: nnx.Rngs):
+    def __init__(self, width: int, heads: int, groups: int, *, dtype=jnp.float32,
+                 rngs: nnx.Rngs):
         if width % heads:
             raise ValueError(f"model.num_heads={heads} must divide the width {width}.")
         self.heads = heads
         self.norm = GroupNorm(width, _groups(width, groups), rngs=rngs)
-        self.qkv = nnx.Linear(width, 3 * width, rngs=rngs)
-        self.out = nnx.Linear(width, width, kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
+        self.qkv = nnx.Linear(width, 3 * width, dtype=dtype, rngs=rngs)
+        self.out = nnx.Linear(width, width, kernel_init=nnx.initializers.zeros_init(),
+                              dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         b, h, w, c = x.shape
@@ -120,12 +125,12 @@ class Level(nnx.Module):
     """Residual blocks (each optionally followed by attention) at one resolution."""
 
     def __init__(self, cin: int, cout: int, n: int, attn: bool, cfg: UNetConfig, emb: int,
-                 *, rngs: nnx.Rngs):
+                 *, dtype=jnp.float32, rngs: nnx.Rngs):
         g = cfg.norm_groups
-        self.blocks = nnx.List([ResBlock(cin if i == 0 else cout, cout, emb, g, rngs=rngs)
-                                for i in range(n)])
-        self.attns = nnx.List([Attention(cout, cfg.num_heads, g, rngs=rngs) for _ in range(n)]
-                              if attn else [])
+        self.blocks = nnx.List([ResBlock(cin if i == 0 else cout, cout, emb, g, dtype=dtype,
+                                         rngs=rngs) for i in range(n)])
+        self.attns = nnx.List([Attention(cout, cfg.num_heads, g, dtype=dtype, rngs=rngs)
+                               for _ in range(n)] if attn else [])
 
     def __call__(self, x: jax.Array, emb: jax.Array) -> jax.Array:
         for i, block in enumerate(self.blocks):
@@ -139,38 +144,43 @@ class UNet(nnx.Module):
     """U-Net F(x, c_noise): ``[B, H, W] x [B] -> [B, H, W]`` (channels=1).
 
     Inputs with a trailing channel axis ``[B, H, W, C]`` are also accepted and
-    returned with that axis.
+    returned with that axis. ``dtype``: what the convolutions, products and activations
+    compute in (the layers cast their parameters to it; `iscs_jax.models.precond`'s
+    denoiser casts them once instead); the input is cast to it, the output is float32.
     """
 
-    def __init__(self, cfg: UNetConfig, resolution: int, *, rngs: nnx.Rngs):
-        self.cfg = cfg
+    def __init__(self, cfg: UNetConfig, resolution: int, *, dtype=jnp.float32,
+                 rngs: nnx.Rngs):
+        self.cfg, self.dtype = cfg, dtype
         widths = [cfg.base_width * m for m in cfg.channel_mults]
         emb = 4 * cfg.base_width
-        self.emb1 = nnx.Linear(cfg.embedding_dim, emb, rngs=rngs)
-        self.emb2 = nnx.Linear(emb, emb, rngs=rngs)
-        self.conv_in = _conv_layer(cfg.channels, widths[0], (3, 3), rngs=rngs)
+        kw = dict(dtype=dtype, rngs=rngs)
+        self.emb1 = nnx.Linear(cfg.embedding_dim, emb, **kw)
+        self.emb2 = nnx.Linear(emb, emb, **kw)
+        self.conv_in = _conv_layer(cfg.channels, widths[0], (3, 3), **kw)
         res = [resolution // 2**i for i in range(len(widths))]
         att = [r in cfg.attention_resolutions for r in res]
         cins = [widths[0]] + widths[:-1]
-        self.down = nnx.List([Level(ci, co, cfg.num_blocks, a, cfg, emb, rngs=rngs)
+        self.down = nnx.List([Level(ci, co, cfg.num_blocks, a, cfg, emb, **kw)
                               for ci, co, a in zip(cins, widths, att)])
-        self.mid = Level(widths[-1], widths[-1], 1, True, cfg, emb, rngs=rngs)
+        self.mid = Level(widths[-1], widths[-1], 1, True, cfg, emb, **kw)
         ups = [(widths[i] + (widths[i + 1] if i + 1 < len(widths) else widths[-1]), widths[i], att[i])
                for i in reversed(range(len(widths)))]
-        self.up = nnx.List([Level(ci, co, cfg.num_blocks, a, cfg, emb, rngs=rngs)
+        self.up = nnx.List([Level(ci, co, cfg.num_blocks, a, cfg, emb, **kw)
                             for ci, co, a in ups])
         self.norm_out = GroupNorm(widths[0], _groups(widths[0], cfg.norm_groups), rngs=rngs)
         self.conv_out = _conv_layer(widths[0], cfg.channels, (3, 3),
-                                    kernel_init=nnx.initializers.zeros_init(), rngs=rngs)
+                                    kernel_init=nnx.initializers.zeros_init(), **kw)
 
     def __call__(self, x: jax.Array, c_noise: jax.Array) -> jax.Array:
         squeeze = x.ndim == 3
         h = x[..., None] if squeeze else x
         chex.assert_rank(h, 4)
         chex.assert_shape(c_noise, (h.shape[0],))
-        emb = sinusoidal_embedding(c_noise, self.cfg.embedding_dim)
+        # The phases (up to hundreds of radians) in float32, their sines in self.dtype.
+        emb = sinusoidal_embedding(c_noise, self.cfg.embedding_dim).astype(self.dtype)
         emb = self.emb2(jax.nn.silu(self.emb1(emb)))
-        h = self.conv_in(h)
+        h = self.conv_in(h.astype(self.dtype))
         skips = []
         for i, level in enumerate(self.down):
             h = level(h, emb)
@@ -183,7 +193,7 @@ class UNet(nnx.Module):
             if h.shape[1] != skip.shape[1]:
                 h = _upsample(h)
             h = level(jnp.concatenate([h, skip], axis=-1), emb)
-        out = self.conv_out(self.norm_out(h, silu=True))
+        out = self.conv_out(self.norm_out(h, silu=True)).astype(jnp.float32)
         return out[..., 0] if squeeze else out
 
 

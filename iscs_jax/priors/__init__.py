@@ -6,7 +6,9 @@ A prior is two files, ``NAME.json`` + ``NAME.msgpack``, in the format owned by
 names (``unet``: the EDM U-Net of `iscs_jax.models.unet`; ``ncsnpp``: the
 score_sde NCSN++ of `iscs_jax.models.ncsnpp`) and wraps it into a denoiser
 according to its parameterisation (EDM preconditioning, or Tweedie's
-x0_hat = x + sigma^2 score for a VE score model).
+x0_hat = x + sigma^2 score for a VE score model). ``load(name, dtype="bfloat16")`` builds
+the network in bfloat16 and casts its weights once (`iscs_jax.models.precision`): the
+denoiser still takes and returns float32 ``[n, H, W]``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, Callable, NamedTuple
 
 from flax import nnx
 
-from iscs_jax.models import UNet, UNetConfig, make_denoise_fn, ncsnpp
+from iscs_jax.models import UNet, UNetConfig, make_denoise_fn, ncsnpp, precision
 from iscs_jax.priors import format
 from iscs_jax.sde import DenoiseFn
 
@@ -83,41 +85,52 @@ def _check_parameterisation(meta: format.PriorMeta, kind: str, stem: str) -> Non
                          f"{kind!r}, not {meta.parameterisation['kind']!r}.")
 
 
-def _unet_denoiser(meta: format.PriorMeta, params: dict, stem: str) -> DenoiseFn:
+def _unet_denoiser(meta: format.PriorMeta, params: dict, stem: str, dtype) -> DenoiseFn:
     _check_parameterisation(meta, "edm", stem)
     cfg = UNetConfig.from_dict(meta.config)
-    abstract = nnx.eval_shape(lambda: UNet(cfg, meta.resolution, rngs=nnx.Rngs(0)))
+    abstract = nnx.eval_shape(lambda: UNet(cfg, meta.resolution, dtype=dtype,
+                                           rngs=nnx.Rngs(0)))
     graphdef, state = _restore(abstract, params, stem)
     p = meta.parameterisation
     return make_denoise_fn(graphdef, state, p["sigma_data"], p["data_mean"])
 
 
-def _ncsnpp_denoiser(meta: format.PriorMeta, params: dict, stem: str) -> DenoiseFn:
+def _ncsnpp_denoiser(meta: format.PriorMeta, params: dict, stem: str, dtype) -> DenoiseFn:
     _check_parameterisation(meta, "ve_score", stem)
     cfg = ncsnpp.NCSNppConfig.from_dict(meta.config)
-    abstract = nnx.eval_shape(lambda: ncsnpp.NCSNpp(cfg, rngs=nnx.Rngs(0)))
+    abstract = nnx.eval_shape(lambda: ncsnpp.NCSNpp(cfg, dtype=dtype, rngs=nnx.Rngs(0)))
     return ncsnpp.make_denoise_fn(*_restore(abstract, params, stem))
 
 
-#: architecture -> (meta, params, stem) -> DenoiseFn.
-BUILDERS: dict[str, Callable[[format.PriorMeta, dict, str], DenoiseFn]] = {
+#: architecture -> (meta, params, stem, dtype) -> DenoiseFn computing in dtype.
+BUILDERS: dict[str, Callable[[format.PriorMeta, dict, str, Any], DenoiseFn]] = {
     "unet": _unet_denoiser, "ncsnpp": _ncsnpp_denoiser}
 
 
-def from_meta(meta: format.PriorMeta, params: dict, stem: str = "<memory>") -> Prior:
-    """A `Prior` from metadata and parameters (e.g. a conversion not written to disk)."""
-    denoise = BUILDERS[meta.architecture](meta, params, stem)
+def from_meta(meta: format.PriorMeta, params: dict, stem: str = "<memory>", *,
+              dtype="float32") -> Prior:
+    """A `Prior` from metadata and parameters (e.g. a conversion not written to disk);
+    ``dtype`` as for `load`."""
+    dtype = precision.network_dtype(dtype)
+    denoise = BUILDERS[meta.architecture](meta, params, stem, dtype)
     return Prior(denoise, meta.resolution, meta.channels, meta.sigma_min, meta.sigma_max,
                  meta.to_json())
 
 
-def load(name_or_path: str) -> Prior:
+def load(name_or_path: str, *, dtype="float32") -> Prior:
     """Loads a prior by shipped name (e.g. ``"phantom64"``) or by file path stem.
 
+    Args:
+      name_or_path: a shipped name or the stem of ``NAME.json`` + ``NAME.msgpack``.
+      dtype: what the network computes in, a name of `iscs_jax.models.precision.DTYPES`
+        (``"float32"``, or ``"bfloat16"`` for GPUs and TPUs) or the dtype; the weights are cast
+        to it once, here, and the denoiser takes and returns float32 either way.
+
     Raises:
-      ValueError: unknown name, unreadable files (`format.PriorFormatError`), or weights that do
-        not match the config.
+      ValueError: unknown name or dtype, unreadable files (`format.PriorFormatError`), or
+        weights that do not match the config.
     """
+    dtype = precision.network_dtype(dtype)
     stem = resolve(name_or_path)
     meta, params = format.read(stem)
-    return from_meta(meta, params, stem)
+    return from_meta(meta, params, stem, dtype=dtype)
