@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from iscs_jax.denoiser import GaussianDenoiser
+from iscs_jax.models.precision import DTYPES
 
 from . import configs
 from .errors import UserError
@@ -54,7 +55,7 @@ def prior_source(prior_config) -> str:
     return str(prior_config.path or prior_config.name)
 
 
-def _convert_checkpoint(path: str, model_config: str):
+def _convert_checkpoint(path: str, model_config: str, dtype: str):
     """A `Prior` from a score_sde ``.pth`` file, converted in memory."""
     from iscs_jax import priors
     from iscs_jax.convert import score_sde
@@ -68,14 +69,14 @@ def _convert_checkpoint(path: str, model_config: str):
                         "--config.prior.path.") from err
     meta = score_sde.prior_meta(cfg, intensity, Path(path).stem,
                                 {"source": "score_sde", "checkpoint": path, "weights": "ema"})
-    return priors.from_meta(meta, params, path)
+    return priors.from_meta(meta, params, path, dtype=dtype)
 
 
-def _load_file_prior(source: str, kind: str):
+def _load_file_prior(source: str, kind: str, dtype: str):
     from iscs_jax import priors
 
     try:
-        prior = priors.load(source)
+        prior = priors.load(source, dtype=dtype)
     except (FileNotFoundError, ValueError, KeyError) as err:
         raise UserError(f"Could not load the prior {source!r}: {err} Use a shipped "
                         "prior name, the path stem of NAME.json + NAME.msgpack written by "
@@ -90,10 +91,16 @@ def _load_file_prior(source: str, kind: str):
 
 def load_prior(prior_config) -> Any:
     """The prior of ``prior_config``: ``path`` (a prior file or a score_sde ``.pth``), a
-    shipped ``name``, or "gaussian"."""
+    shipped ``name``, or "gaussian"; its network computes in ``prior.dtype`` (the closed-form
+    Gaussian has none and ignores it)."""
     kind, source = str(prior_config.kind), prior_source(prior_config)
     if kind not in PRIOR_KINDS:
         raise UserError(f"prior.kind={kind!r} is not one of {sorted(PRIOR_KINDS)}.")
+    dtype = str(prior_config.dtype)
+    if dtype not in DTYPES:
+        raise UserError(f"prior.dtype={dtype!r} is not one of {sorted(DTYPES)}: float32, or "
+                        "bfloat16 for a network computing in bfloat16 on a GPU or TPU "
+                        "(e.g. --config.prior.dtype=bfloat16).")
     if source == "gaussian":
         return GaussianPrior(
             gaussian_denoiser(float(prior_config.gaussian_mean), float(prior_config.gaussian_std)),
@@ -105,8 +112,8 @@ def load_prior(prior_config) -> Any:
             raise UserError(f"prior.path={source!r} is a PyTorch checkpoint; set "
                             "--config.prior.kind=score_sde to convert it on load (needs "
                             "PyTorch), or convert it once with python -m iscs_jax.convert.")
-        return _convert_checkpoint(source, str(prior_config.model_config))
-    return _load_file_prior(source, kind)
+        return _convert_checkpoint(source, str(prior_config.model_config), dtype)
+    return _load_file_prior(source, kind, dtype)
 
 
 def intensity_note(prior, data_config) -> str | None:
