@@ -7,6 +7,8 @@
 * `plane_metrics`: mean PSNR / SSIM over the 2D images of one plane.
 * `discontinuity`: inter-slice discontinuity (see its docstring).
 * `volume_metrics`: everything, as plain floats, in the ``metrics.json`` layout.
+* `paired_difference`: mean paired difference of two methods' scores with a 95% Student-t
+  confidence interval (cohort summaries).
 
 The data range defaults to ``ref.max() - ref.min()`` of the whole reference
 volume and is shared by every image of every plane.
@@ -188,6 +190,31 @@ def metrics_table(volumes, reference, seconds, plane: str = "axial",
             data_range=data_range, stack_axis=PLANES[plane])
         table[name] = _to_builtin({**entry, "seconds": seconds[name]})
     return table
+
+
+def paired_difference(a, b) -> dict:
+    """Mean of the paired differences ``a - b`` with its 95% Student-t confidence interval.
+
+    Args:
+      a, b: ``[n]`` scores of two methods on the same n cases (volumes x seeds), pair by pair.
+
+    Returns:
+      ``{"mean": float, "ci95": [lo, hi], "n": n}``: ``mean +- t_{0.975, n-1} sd / sqrt(n)``
+      with ``sd`` the differences' sample standard deviation (ddof 1); ``ci95`` is
+      ``[None, None]`` for n = 1, where no interval exists.
+    """
+    from scipy import stats
+
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"paired_difference needs two equally long, non-empty sequences, got "
+                         f"{a.size} and {b.size} values.")
+    diff = a - b
+    n, mean = diff.size, float(diff.mean())
+    if n == 1:
+        return {"mean": mean, "ci95": [None, None], "n": 1}
+    half = stats.t.ppf(0.975, n - 1) * diff.std(ddof=1) / np.sqrt(n)
+    return {"mean": mean, "ci95": [float(mean - half), float(mean + half)], "n": int(n)}
 
 
 def _to_builtin(tree):
