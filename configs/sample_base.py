@@ -19,7 +19,8 @@ from . import base
 def data_config() -> ml_collections.ConfigDict:
     """Input volume: an embedded volume, a NIfTI file or a DICOM series folder (or file)."""
     data = ml_collections.ConfigDict()
-    # A .nii/.nii.gz file, a DICOM series folder or one DICOM file; "" = `embedded`.
+    # A .nii/.nii.gz file, a DICOM series folder or one DICOM file; "" = `embedded`. A folder
+    # of NIfTI files and DICOM series folders, or a glob, is a cohort (sample/cohort.py).
     data.path = ""
     # Embedded input when path is "": "chest_ct" (held-out real chest CT slices 69-132, int16
     # HU at 128x128, see README), "mri" (held-out coronal MNI152 T1 planes, see README) or
@@ -218,6 +219,9 @@ def get_sample_config(geometry: str, num_views: int, range_degrees: float = 180.
     config.compare = "iid,iscs"  # noise controls run with the same key; "" = noise.kind only.
     config.num_samples = 1  # K > 1: K keys per control -> mean and voxel-wise std written.
     config.seed = 0
+    # Cohort evaluation (sample/cohort.py): "0,1,2" runs every volume once per seed (each as
+    # `seed`) and writes summary.json with paired statistics; "" = `seed` alone.
+    config.seeds = ""
     return config
 
 

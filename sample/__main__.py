@@ -17,10 +17,11 @@ from iscs_jax import cli as shared
 def _reconstruct(args) -> None:
     from iscs_jax import compilation_cache
 
-    from . import run
+    from . import cohort
 
     compilation_cache.enable(args.compilation_cache)
-    folder = run.run(args.config, args.config_name, args.workdir, resume=args.resume)
+    # one volume (run.run), or a folder / glob of volumes or several seeds (summary.json)
+    folder = cohort.run(args.config, args.config_name, args.workdir, resume=args.resume)
     if folder is not None:  # None on processes other than 0 (they write nothing)
         print(folder)
 

@@ -1,0 +1,255 @@
+"""Cohort evaluation: every volume of a folder or glob, once per seed, and paired statistics.
+
+``data.path`` naming a folder of NIfTI files and DICOM series folders (a folder that holds
+DICOM files directly stays one series, one volume), or a glob, and/or ``seeds="0,1,2"`` make
+a cohort run. Each (volume, seed) is an ordinary `run.run` (a config copy with ``data.path``
+and ``seed`` set) whose folder lands in ``<workdir>/<config>/<time>/<volume>/seed_<s>/``; the
+cohort folder also holds ``summary.json``::
+
+    {"seeds": [...], "methods": [...],
+     "volumes": [{"name", "path", "metrics": {method: metrics.json entry, mean over seeds},
+                  "runs": {seed: folder relative to the cohort folder}}],
+     "paired": {"iscs-iid": {"psnr": {"mean", "ci95": [lo, hi], "n"}, "ssim": ...,
+                             "discontinuity": ..., "axial": {"psnr": ..., "ssim": ...}, ...}}}
+
+``paired`` holds each later noise control minus each earlier one (``compare`` order) and
+each control minus the baseline (``iscs-fbp``), over volumes x seeds
+(`iscs_jax.metrics.paired_difference`). Without a folder, glob or seeds, `run.run` itself runs.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from iscs_jax import io, metrics
+from . import report
+from . import run as run_lib
+from .errors import UserError
+
+GLOB_CHARACTERS = "*?["
+#: The metrics compared pair by pair (paths into a metrics.json entry).
+PAIRED_METRICS = ("psnr", "ssim", "discontinuity",
+                  *((plane, name) for plane in metrics.PLANES for name in ("psnr", "ssim")))
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]`` (``""`` -> ``[]``: the config's ``seed`` alone)."""
+    try:
+        seeds = [int(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        seeds = None
+    if seeds is None or len(set(seeds)) != len(seeds):
+        raise UserError(f"seeds={text!r} must be distinct integers separated by commas (e.g. "
+                        "--config.seeds=0,1,2), or empty for `seed` alone.")
+    return seeds
+
+
+def is_dicom_folder(folder: Path) -> bool:
+    """True when ``folder`` holds DICOM files directly (the DICM preamble marker)."""
+    from pydicom.misc import is_dicom
+
+    return any(p.is_file() and not io.is_nifti(p) and is_dicom(str(p))
+               for p in sorted(folder.iterdir()))
+
+
+def is_volume(path: Path) -> bool:
+    """A NIfTI file or a DICOM series folder."""
+    return (path.is_file() and io.is_nifti(path)) or (path.is_dir() and is_dicom_folder(path))
+
+
+def volume_name(path: Path) -> str:
+    """The file name without ``.nii``/``.nii.gz``, or the folder's name."""
+    name = path.name
+    for suffix in sorted(io.NIFTI_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[:-len(suffix)]
+    return name
+
+
+def _named(paths: list[Path]) -> list[tuple[str, Path]]:
+    """``(name, path)`` with names made unique by ``_1``, ``_2``, ... suffixes."""
+    named, used = [], set()
+    for path in paths:
+        name, suffix = volume_name(path), 0
+        while (name if suffix == 0 else f"{name}_{suffix}") in used:
+            suffix += 1
+        name = name if suffix == 0 else f"{name}_{suffix}"
+        used.add(name)
+        named.append((name, path))
+    return named
+
+
+def expand_path(path: str) -> list[tuple[str, Path]] | None:
+    """The volumes ``data.path`` names: ``[(name, path)]`` for a folder of NIfTI files and
+    DICOM series folders or a glob (sorted), ``None`` for one volume (a file, a folder holding
+    DICOM files directly, an empty or missing path: `run.run` reads or reports it).
+
+    Raises:
+      UserError: a folder or glob without any volume.
+    """
+    if not path:
+        return None
+    given = Path(path).expanduser()
+    if not given.exists() and any(c in path for c in GLOB_CHARACTERS):
+        matches = sorted(Path(p) for p in glob.glob(os.path.expanduser(path)))
+        volumes = [p for p in matches if is_volume(p)]
+        if not volumes:
+            raise UserError(f"data.path={path!r} matches {len(matches)} path(s) but no NIfTI "
+                            "file (.nii, .nii.gz) or DICOM series folder; give a glob such as "
+                            "'scans/*.nii.gz', a folder of volumes, or one volume.")
+        return _named(volumes)
+    if not given.is_dir() or is_dicom_folder(given):
+        return None
+    volumes = [p for p in sorted(given.iterdir()) if is_volume(p)]
+    if not volumes:
+        raise UserError(f"data.path={path!r} is a folder without DICOM files, NIfTI files (.nii, "
+                        ".nii.gz) or DICOM series subfolders (folders holding one series' "
+                        "files directly); give a NIfTI file, a DICOM series folder, or a folder "
+                        "or glob (e.g. 'scans/*.nii.gz') of them.")
+    return _named(volumes)
+
+
+def check_cohort_config(config, resume: bool) -> None:
+    """A cohort run is single-process and without checkpoints (for now)."""
+    p = config.parallel
+    if resume or int(config.checkpoint.every) or p.distributed or p.coordinator_address:
+        raise UserError("A cohort run (data.path a folder or glob, or config.seeds set) is "
+                        "single-process, without checkpoints: drop --resume, "
+                        "--config.checkpoint.every and the parallel.distributed / "
+                        "coordinator_address settings, or reconstruct one volume with one seed.")
+
+
+def _mean_entry(entries: list):
+    """Leaf-wise mean of metrics.json entries (``None`` where any is ``None``)."""
+    if isinstance(entries[0], dict):
+        return {k: _mean_entry([e[k] for e in entries]) for k in entries[0]}
+    return None if any(e is None for e in entries) else float(np.mean(entries))
+
+
+def _leaf(entry: dict, key):
+    return entry[key[0]][key[1]] if isinstance(key, tuple) else entry[key]
+
+
+def method_pairs(methods: list[str], kinds: list[str]) -> list[tuple[str, str]]:
+    """``(a, b)`` compared as ``a - b``: later noise controls minus earlier ones, then each
+    control minus the baseline (the method that is not a noise control)."""
+    baselines = [m for m in methods if m not in kinds]
+    pairs = [(kinds[j], kinds[i]) for i in range(len(kinds)) for j in range(i + 1, len(kinds))]
+    return pairs + [(kind, base) for base in baselines for kind in kinds]
+
+
+def paired_statistics(tables: list[dict], pairs) -> dict:
+    """``"a-b"`` -> metric -> `metrics.paired_difference` over ``tables`` (one metrics.json
+    per volume and seed), nested like a metrics.json entry; a metric missing in any table
+    (e.g. no discontinuity for a single slice) is ``None``."""
+    paired = {}
+    for a, b in pairs:
+        out = {}
+        for key in PAIRED_METRICS:
+            values = [(_leaf(t[a], key), _leaf(t[b], key)) for t in tables if "psnr" in t[a]]
+            ok = values and all(x is not None and y is not None for x, y in values)
+            stat = metrics.paired_difference(*zip(*values)) if ok else None
+            if isinstance(key, tuple):
+                out.setdefault(key[0], {})[key[1]] = stat
+            else:
+                out[key] = stat
+        paired[f"{a}-{b}"] = out
+    return paired
+
+
+def format_paired(paired: dict) -> str:
+    """One row per pair and metric: the mean difference, its 95% interval and n."""
+    lines = [f"{'pair':<14} {'metric':<14} {'mean diff':>10} {'95% CI':>22} {'n':>4}"]
+    lines.append("-" * len(lines[0]))
+    for pair, stats in paired.items():
+        for key in ("psnr", "ssim", ("axial", "ssim"), ("coronal", "ssim"),
+                    ("sagittal", "ssim"), "discontinuity"):
+            stat = _leaf(stats, key)
+            if stat is None:
+                continue
+            name = " ".join(key) if isinstance(key, tuple) else key
+            digits = 2 if key == "psnr" else 4
+            lo, hi = stat["ci95"]
+            ci = "-" if lo is None else f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
+            lines.append(f"{pair:<14} {name:<14} {stat['mean']:>+10.{digits}f} {ci:>22} "
+                         f"{stat['n']:>4}")
+    return "\n".join(lines)
+
+
+def _one_run(config, seed: int, name: str, path, folder: Path, progress: bool, log) -> Path:
+    """`run.run` of one volume and seed into ``folder/<name>/seed_<seed>``; that folder."""
+    single = config.copy_and_resolve_references()
+    single.seed = seed
+    if "seeds" in single:
+        single.seeds = ""
+    if path is not None:
+        single.data.path = str(path)
+    written = run_lib.run(single, name, folder, progress=progress, log=log)
+    final = folder / name / f"seed_{seed}"
+    os.rename(written, final)
+    return final
+
+
+def summarize(volumes, results: dict, seeds: list[int], kinds: list[str]) -> dict:
+    """summary.json (module docstring) of ``results[name][seed] = (folder, metrics.json)``."""
+    tables = [results[name][seed][1] for name, _ in volumes for seed in seeds]
+    methods = list(tables[0])
+    return {"seeds": seeds, "methods": methods,
+            "volumes": [{"name": name, "path": None if path is None else str(path),
+                         "metrics": {m: _mean_entry([results[name][s][1][m] for s in seeds])
+                                     for m in methods},
+                         "runs": {str(s): str(results[name][s][0]) for s in seeds}}
+                        for name, path in volumes],
+            "paired": paired_statistics(tables, method_pairs(methods, kinds))}
+
+
+def run(config, config_name: str, workdir: str | Path = "results", *, progress: bool = True,
+        log=print, resume: bool = False) -> Path | None:
+    """`run.run`, or a cohort run (module docstring) when ``data.path`` is a folder or glob of
+    volumes or ``seeds`` is set.
+
+    Returns:
+      the result folder: `run.run`'s, or the cohort's ``<workdir>/<config_name>/<time>``.
+
+    Raises:
+      UserError: bad input or config, an empty folder or glob included.
+    """
+    seeds = parse_seeds(config.get("seeds", ""))
+    volumes = expand_path(str(config.data.path))
+    if volumes is None and not seeds:
+        return run_lib.run(config, config_name, workdir, progress=progress, log=log,
+                           resume=resume)
+    check_cohort_config(config, resume)
+    kinds = run_lib.noise_kinds(config)
+    seeds = seeds or [int(config.seed)]
+    if volumes is None:  # one volume, several seeds
+        path = Path(config.data.path) if config.data.path else None
+        volumes = [(volume_name(path) if path else str(config.data.embedded), path)]
+    parent = Path(workdir) / config_name
+    report.check_workdir(parent, workdir)
+    log(f"cohort: {len(volumes)} volume(s) ({', '.join(n for n, _ in volumes)}) x "
+        f"{len(seeds)} seed(s) {seeds}")
+    report.clean_stale(parent, log)
+    results = {}
+    with report.result_folder(parent) as folder:
+        for index, (name, path) in enumerate(volumes):
+            for seed in seeds:
+                log(f"== volume {index + 1}/{len(volumes)} {name!r}, seed {seed} ==")
+                final = _one_run(config, seed, name, path, folder.path, progress, log)
+                table = json.loads((final / "metrics.json").read_text())
+                results.setdefault(name, {})[seed] = (final.relative_to(folder.path), table)
+        summary = summarize(volumes, results, seeds, kinds)
+        for entry in summary["volumes"]:
+            log(f"\n{entry['name']} (mean over {len(seeds)} seed(s))")
+            log(report.format_table(entry["metrics"]))
+        log(f"\npaired differences over {len(volumes)} volume(s) x {len(seeds)} seed(s)")
+        log(format_paired(summary["paired"]))
+        with report.writing(parent):
+            (folder.path / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            (folder.path / "config.json").write_text(config.to_json(indent=2) + "\n")
+    return folder.final
