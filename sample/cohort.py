@@ -14,7 +14,9 @@ cohort folder also holds ``summary.json``::
 
 ``paired`` holds each later noise control minus each earlier one (``compare`` order) and
 each control minus the baseline (``iscs-fbp``), over volumes x seeds
-(`iscs_jax.metrics.paired_difference`). Without a folder, glob or seeds, `run.run` itself runs.
+(`iscs_jax.metrics.paired_difference`). Every volume is read and checked before any compute
+(`check_volumes`); a run that fails stops the cohort, which then leaves no folder behind.
+Without a folder, glob or seeds, `run.run` itself runs.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from iscs_jax import io, metrics
+from . import inputs as inputs_lib
+from . import prior as prior_lib
 from . import report
 from . import run as run_lib
 from .errors import UserError
@@ -122,6 +126,25 @@ def check_cohort_config(config, resume: bool) -> None:
                         "single-process, without checkpoints: drop --resume, "
                         "--config.checkpoint.every and the parallel.distributed / "
                         "coordinator_address settings, or reconstruct one volume with one seed.")
+
+
+def check_volumes(config, volumes) -> None:
+    """Reads and preprocesses every volume once before any compute (`inputs.load_volume`,
+    `inputs.preprocess` at the prior's resolution: unreadable files, DICOM series problems,
+    intensity checks, slice ranges).
+
+    Raises:
+      UserError: naming the volume.
+    """
+    resolution = prior_lib.slice_size(prior_lib.load_prior(config.prior))
+    for name, path in volumes:
+        data = config.data.copy_and_resolve_references()
+        data.path = "" if path is None else str(path)
+        try:
+            volume, affine, _ = inputs_lib.load_volume(data, resolution)
+            inputs_lib.preprocess(volume, affine, data, resolution)
+        except UserError as err:
+            raise UserError(f"Volume {name!r} of the cohort: {err}") from err
 
 
 def _mean_entry(entries: list):
@@ -232,6 +255,7 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
         volumes = [(volume_name(path) if path else str(config.data.embedded), path)]
     parent = Path(workdir) / config_name
     report.check_workdir(parent, workdir)
+    check_volumes(config, volumes)
     log(f"cohort: {len(volumes)} volume(s) ({', '.join(n for n, _ in volumes)}) x "
         f"{len(seeds)} seed(s) {seeds}")
     report.clean_stale(parent, log)

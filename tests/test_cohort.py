@@ -96,6 +96,21 @@ def test_an_empty_folder_or_glob_is_a_one_paragraph_error_exit_2(tmp_path, capsy
     assert not (tmp_path / "out").exists()
 
 
+def test_a_bad_volume_is_named_before_any_compute(tmp_path, capsys):
+    from sample.__main__ import main
+
+    paths = write_volumes(tmp_path / "scans")
+    io.write_nifti(paths[1], (hu_like(1) + 1000.0) / 2600.0, np.eye(4))  # already in [0, 1]
+    argv = ["--config", "ct.py:smoke", f"--config.data.path={tmp_path / 'scans'}",
+            "--config.prior.name=gaussian", "--config.prior.resolution=32",
+            "--workdir", str(tmp_path / "out")]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: Volume 'vol1' of the cohort:"), captured.err
+    assert "== volume" not in captured.out
+    assert not (tmp_path / "out").exists()
+
+
 def test_one_volume_one_seed_is_run_run_itself(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(cohort.run_lib, "run", lambda *a, **k: calls.append((a, k)) or "dir")
