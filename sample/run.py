@@ -315,7 +315,9 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
     num_slices = operators.protocol.num_slices(inputs.operator, y)
     log(f"input: {inputs.source} -> {num_slices} {inputs.plane} planes of "
         f"{resolution}x{resolution}; {describe_operator(inputs.operator, config)}; prior "
-        f"{prior_lib.prior_source(config.prior)}; {config.sampler.name}, "
+        f"{prior_lib.prior_source(config.prior)}"
+        f"{'' if config.prior.dtype == 'float32' else f' ({config.prior.dtype})'}; "
+        f"{config.sampler.name}, "
         f"{config.sampler.steps} steps")
     for note in (*inputs.notes, prior_lib.intensity_note(prior, config.data)):
         if note:
