@@ -285,9 +285,10 @@ def summary(results: dict, args) -> list[str]:
             continue
         peak = max(r["memory"].peak for r in results["dds"]
                    if r["devices"] == devices and r["chunk"] == best)
+        padded = sorted(c for c in args.chunks if c > local)
         lines.append(f"{devices} device(s), {local} slices each: largest chunk that fits = "
-                     f"{best} (peak {peak / scale:.2f} {name} per device, worst view count; "
-                     "larger chunks only pad)")
+                     f"{best} (peak {peak / scale:.2f} {name} per device, worst view count)"
+                     + (f"; chunks {padded} only pad the slices" if padded else ""))
     one = largest_fitting(results["dds"], 1, budget) if 1 in args.devices else None
     if not args.tiny and one is not None:
         verdict = "matches" if one == results["config_chunk"] else "DIFFERS from"
