@@ -1,5 +1,6 @@
 """Tests of data.prepare (planes, square padding, resize, window) and the one-reader rule:
-the trainer and the CLI turn one NIfTI file into identical images."""
+the trainer turns a NIfTI file into the images of `prepare.prepare_volume`, as the CLI
+does (tests/test_sample_cli.py)."""
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +10,6 @@ import pytest
 
 from iscs_jax import io
 from iscs_jax.data import prepare
-from sample import inputs
 from train import data as train_data
 
 HU_RANGE = (-1000.0, 1600.0)
@@ -132,7 +132,7 @@ def test_prepare_volume_is_select_then_prepare_with_the_grid_affine():
         prepare.prepare_volume(volume - 5000.0, affine, resolution=6)
 
 
-def test_trainer_and_cli_slices_of_one_file_are_identical(tmp_path):
+def test_trainer_slices_of_a_file_are_the_library_planes(tmp_path):
     volume = _asymmetric_volume((12, 7, 10))
     volume[:, :, :2] = -2048.0  # CT padding, raised to air by both paths
     affine = np.diag([0.8, 1.2, 2.0, 1.0])
@@ -145,12 +145,11 @@ def test_trainer_and_cli_slices_of_one_file_are_identical(tmp_path):
             hu_min=HU_RANGE[0], hu_max=HU_RANGE[1], resolution=8, seed=0,
             augment=dict(copies=1, rotation_degrees=0.0, zoom=0.0, shift=0.0, gain=0.0,
                          z_blend=0.0)))))
-        data_config = ml_collections.ConfigDict(dict(
-            path=str(path), plane=plane, intensity="hu", hu_min=HU_RANGE[0],
-            hu_max=HU_RANGE[1], slice_start=0, num_slices=0, resize=True))
-        raw, raw_affine, _ = inputs.load_volume(data_config, 8)
-        cli_planes, _ = inputs.preprocess(raw, raw_affine, data_config, 8)
-        np.testing.assert_array_equal(trainer, cli_planes)
+        window, window_range, floor = prepare.intensity_window("hu", *HU_RANGE)
+        planes, _ = prepare.prepare_volume(*io.read_volume(path), resolution=8, plane=plane,
+                                           window=window, window_range=window_range,
+                                           floor=floor)
+        np.testing.assert_array_equal(trainer, planes)
     # The coronal images are the stored array's [x, y, z] planes at fixed y, as [z, x]:
     # independent of both paths (nibabel directly, no resize: 12 x 10 padded to 12 x 12).
     import nibabel as nib

@@ -18,7 +18,7 @@ from skimage.metrics import peak_signal_noise_ratio
 
 import test_io
 from iscs_jax import io, operators
-from iscs_jax.data import phantom
+from iscs_jax.data import phantom, prepare
 from sample import cli, inputs, prior, report
 from sample.__main__ import main
 from sample.errors import UserError
@@ -317,6 +317,26 @@ def test_library_errors_name_the_config_keys():
     volume, affine, _ = inputs.load_volume(data, 8)
     with pytest.raises(UserError, match="data.slice_start=2, data.num_slices=9"):
         inputs.preprocess(volume, affine, data, 8)
+
+
+def test_a_file_is_prepared_as_the_library_prepares_it(tmp_path):
+    """The one-reader rule, the CLI's half: a NIfTI file under the default ``data`` section
+    gives `prepare.prepare_volume`'s planes and grid for the HU window (tests/test_prepare.py:
+    the trainer's half)."""
+    volume = np.random.default_rng(0).uniform(-2048.0, 1600.0, (12, 7, 10)).astype(np.float32)
+    path = tmp_path / "scan.nii.gz"
+    io.write_nifti(path, volume, np.diag([0.8, 1.2, 2.0, 1.0]))
+    window, window_range, floor = prepare.intensity_window("hu", HU_MIN, HU_MAX)
+    for plane in ("coronal", "axial"):
+        data = cli.load_config("ct.py")[0].data
+        data.path, data.plane = str(path), plane
+        raw, raw_affine, _ = inputs.load_volume(data, 8)
+        planes, grid = inputs.preprocess(raw, raw_affine, data, 8)
+        expected, expected_grid = prepare.prepare_volume(
+            *io.read_volume(path), resolution=8, plane=plane, window=window,
+            window_range=window_range, floor=floor)
+        np.testing.assert_array_equal(planes, expected)
+        np.testing.assert_array_equal(grid, expected_grid)
 
 
 def test_result_folder_is_atomic(tmp_path):

@@ -15,28 +15,61 @@ by ||A||^2 and started at sigma 0.1 it ended 5.3 dB below FBP on these slices (s
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
-from iscs_jax import metrics, priors, samplers
-from sample import cli, run
-from sample import inputs as inputs_lib
+from iscs_jax import cli, metrics, operators, priors, samplers, sde
+from iscs_jax.data import embedded, prepare
+from iscs_jax.operators import measurement
 
 MARGIN_DB = {"dds": 3.0, "ddnm": 3.0, "dps": 3.0, "admm_tv": 3.0}
 CHEST_SLICES = (28, 4)  # slice_start, num_slices of the embedded chest slab
 
 
+def chest_planes(data, resolution: int) -> np.ndarray:
+    """The default's 4 planes ``[4, R, R]`` in [0, 1]: the embedded volume in its stored
+    window, prepared by the library as ``python -m sample`` prepares it."""
+    volume, affine, _ = embedded.load(data.embedded, resolution=resolution,
+                                      phantom_seed=data.phantom_seed,
+                                      phantom_slices=data.phantom_slices)
+    window, window_range, floor = (embedded.stored_window(data.embedded)
+                                   or prepare.intensity_window(data.intensity, data.hu_min,
+                                                               data.hu_max))
+    planes, _ = prepare.prepare_volume(volume, affine, resolution=resolution, plane=data.plane,
+                                       start=CHEST_SLICES[0], count=CHEST_SLICES[1],
+                                       resize=data.resize, window=window,
+                                       window_range=window_range, floor=floor)
+    return planes
+
+
+def sampler_settings(sampler, name: str) -> dict:
+    """The ``sampler`` section's keyword arguments of sampler ``name`` (shared and own)."""
+    own = {k: tuple(v) if isinstance(v, list) else v for k, v in sampler[name].to_dict().items()}
+    return dict(renoise=sampler.renoise, eta=None if sampler.eta < 0 else float(sampler.eta),
+                final_denoise=bool(sampler.final_denoise), chunk_size=CHEST_SLICES[1], **own)
+
+
 @pytest.fixture(scope="module")
 def chest():
-    """(config, prior, sigmas, operator, y, truth, fbp, sample key) of the default's 4 slices."""
-    config = cli.load_config("ct.py")[0]
-    config.data.slice_start, config.data.num_slices = CHEST_SLICES
+    """(config, prior, sigmas, operator, y, truth, fbp, sample key) of the default's 4 slices:
+    `configs/ct.py`'s settings through the library, the inputs ``python -m sample`` computes."""
+    config = cli.load_config("ct.py", "configs")[0]
     prior = priors.load(config.prior.name)
-    sigmas = run.noise_levels(config, prior)
+    sigma_min = config.sde.sigma_min if config.sde.sigma_min > 0 else prior.sigma_min
+    schedule = sde.VESDE(sigma_min=float(sigma_min), sigma_max=float(config.sde.sigma_max))
+    sigmas = np.asarray(schedule.sigmas(config.sampler.steps), np.float32)
     measurement_key, sample_key = jax.random.split(jax.random.key(config.seed))
-    inputs = inputs_lib.prepare_inputs(measurement_key, config, prior.resolution)
-    y, truth = jnp.asarray(inputs.measurement), jnp.asarray(inputs.reference)
-    return config, prior, sigmas, inputs.operator, y, truth, inputs.operator.baseline(y), \
-        sample_key
+    truth = chest_planes(config.data, prior.resolution)
+    kind, section = config.operator.kind, config.operator
+    operator = operators.build(kind, truth.shape, plane=config.data.plane,
+                               filter_name=config.sampler.fbp_filter,
+                               **{k: section[k] for k in operators.setting_names(kind)
+                                  if k in section})
+    y = measurement.simulate(measurement_key, operator, truth, section.measurement_noise,
+                             noise_std=section.noise_std, photons=section.photons,
+                             attenuation=section.attenuation)
+    y, truth = jnp.asarray(y, jnp.float32), jnp.asarray(truth)
+    return config, prior, sigmas, operator, y, truth, operator.baseline(y), sample_key
 
 
 def psnr(x, truth):
@@ -50,8 +83,7 @@ def test_every_sampler_has_a_margin():
 @pytest.mark.parametrize("name", sorted(MARGIN_DB))
 def test_sampler_beats_the_baseline_on_the_chest_default(chest, name):
     config, prior, sigmas, operator, y, truth, fbp, key = chest
-    config.sampler.name = name
-    kwargs = {**run.sampler_kwargs(config), "chunk_size": CHEST_SLICES[1]}
+    kwargs = sampler_settings(config.sampler, name)
     recon = jax.jit(lambda k: samplers.get_sampler(name)(
         k, y, operator, prior.denoise_fn, noise="iscs", sigmas=sigmas, x_init=fbp,
         **kwargs))(key)
