@@ -54,8 +54,9 @@ CHUNK_UNROLL = 2
 def denoise_in_chunks(denoise_fn, x: jax.Array, sigma: jax.Array, chunk_size: int) -> jax.Array:
     """Applies ``denoise_fn(x_chunk [c, H, W], sigma)`` to ``x [D, H, W]`` chunk by chunk.
 
-    D is zero-padded up to a multiple of ``chunk_size``; a `lax.scan` over the chunks
-    (`CHUNK_UNROLL` per iteration) keeps memory at O(chunk_size H W) per call.
+    D is zero-padded up to a multiple of ``chunk_size`` (a chunk is never larger than D, so a
+    device holding fewer slices than ``chunk_size`` does no padded work); a `lax.scan` over
+    the chunks (`CHUNK_UNROLL` per iteration) keeps memory at O(chunk_size H W) per call.
 
     Returns:
       ``x0_hat [D, H, W]``.
@@ -63,6 +64,7 @@ def denoise_in_chunks(denoise_fn, x: jax.Array, sigma: jax.Array, chunk_size: in
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
     depth = x.shape[0]
+    chunk_size = min(chunk_size, depth)
     num_chunks = -(-depth // chunk_size)
     padded = jnp.pad(x, [(0, num_chunks * chunk_size - depth)] + [(0, 0)] * (x.ndim - 1))
     chunks = padded.reshape(num_chunks, chunk_size, *x.shape[1:])
