@@ -28,6 +28,7 @@ def tiny_run(tmp_path_factory):
     return proc, json.loads(out.read_text())
 
 
+@pytest.mark.slow  # the --tiny run: ~25 s
 def test_every_section_ran(tiny_run):
     _, doc = tiny_run
     sections = doc["sections"]
@@ -39,6 +40,7 @@ def test_every_section_ran(tiny_run):
     assert sections["devices"]["count"] == 2
 
 
+@pytest.mark.slow  # the --tiny run: ~25 s
 def test_times_are_positive_and_finite(tiny_run):
     _, doc = tiny_run
     s = doc["sections"]
@@ -52,6 +54,7 @@ def test_times_are_positive_and_finite(tiny_run):
         (d, b) for d in ("float32", "bfloat16") for b in (2, 4)}
 
 
+@pytest.mark.slow  # the --tiny run: ~25 s
 def test_reconstruction_and_device_rows(tiny_run):
     _, doc = tiny_run
     dds, scaling = doc["sections"]["dds"], doc["sections"]["scaling"]
@@ -63,6 +66,7 @@ def test_reconstruction_and_device_rows(tiny_run):
     assert doc["sections"]["cone_beam"]["finite"] is True
 
 
+@pytest.mark.slow  # the --tiny run: ~25 s
 def test_one_table_printed(tiny_run):
     proc, _ = tiny_run
     table = proc.stdout.split("\n\n")[-1]

@@ -21,6 +21,8 @@ from iscs_jax.data import mri, prepare
 from iscs_jax.samplers import reconstruct
 from iscs_jax.sde import VESDE
 
+pytestmark = pytest.mark.slow  # a quality run: not in the fast suite
+
 PLANES = slice(26, 30)
 #: (operator, DDS settings, required PSNR margin over the baseline in dB)
 PROBLEMS = {

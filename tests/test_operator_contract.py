@@ -175,6 +175,7 @@ def sharded_report():
     return run_check(CHECK_SCRIPT)
 
 
+@pytest.mark.slow  # the 4-device subprocess: ~65 s
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("num_devices", [1, 2, 4])
 def test_sharded_equals_unsharded(sharded_report, name, num_devices):
@@ -185,6 +186,7 @@ def test_sharded_equals_unsharded(sharded_report, name, num_devices):
     assert padded == 0.0
 
 
+@pytest.mark.slow  # the 4-device subprocess: ~65 s
 @pytest.mark.parametrize("name", [n for n in NAMES if EXAMPLES[n][0].coupling != "slicewise"])
 @pytest.mark.parametrize("num_devices", [1, 2, 4])
 def test_sharded_sampler_equals_one_device(sharded_report, name, num_devices):

@@ -29,6 +29,7 @@ def multi_device():
     return run_check(CHECK_SCRIPT)
 
 
+@pytest.mark.slow  # the 4-device subprocess: ~25 s
 def test_sharded_reconstruction_matches_one_device(multi_device):
     results = multi_device["samplers"]
     expected = [f"{op}_{kind}_D7_n{n}" for op in ("beam", "zblur") for kind in ("iid", "iscs")
@@ -42,6 +43,7 @@ def test_sharded_reconstruction_matches_one_device(multi_device):
     assert results["beam_D7_ref_vs_truth"] > 1e-2
 
 
+@pytest.mark.slow  # the 4-device subprocess: ~25 s
 def test_zblur_sharded_operator_matches_unsharded(multi_device):
     results = multi_device["operators"]
     assert len(results) == 2 * 2 * 2 * 2 * 2  # kernels x depths x devices x (A, AT) x (real, pad)
@@ -49,6 +51,7 @@ def test_zblur_sharded_operator_matches_unsharded(multi_device):
         assert diff <= 1e-6, (tag, diff)
 
 
+@pytest.mark.slow  # the 4-device subprocess: ~25 s
 @pytest.mark.parametrize("kind", ["iid", "iscs"])
 def test_noise_draw_is_local_to_each_device(multi_device, kind):
     report = multi_device["noise_hlo"][kind]
@@ -58,6 +61,7 @@ def test_noise_draw_is_local_to_each_device(multi_device, kind):
     assert report["max_diff_vs_full"] <= 1e-6  # the same rows as the one-device draw
 
 
+@pytest.mark.slow  # the 4-device subprocess: ~25 s
 def test_sharded_sampler_communicates_only_scalars_and_halos(multi_device):
     beam, zblur = multi_device["sampler_hlo"]["beam"], multi_device["sampler_hlo"]["zblur"]
     assert beam["collectives"] == [["all-reduce", "f32[]"]]  # CG inner products only

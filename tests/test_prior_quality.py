@@ -26,6 +26,8 @@ from iscs_jax.operators import ParallelBeam, sparse_view_angles
 from iscs_jax.samplers import conjugate_gradient, reconstruct
 from iscs_jax.sde import VESDE
 
+pytestmark = pytest.mark.slow  # a quality run: not in the fast suite
+
 CHEST_SLAB = "pkg:iscs_jax/data/assets/chest_ct_69-132.nii.gz"
 
 

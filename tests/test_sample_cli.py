@@ -456,6 +456,7 @@ def test_cli_on_two_devices_matches_one_device(tmp_path, capsys):
               "parallel.num_devices=3")
 
 
+@pytest.mark.slow  # the 4-device subprocess: ~30 s
 def test_every_sampler_by_name_on_one_and_four_devices(tmp_path):
     """``--config.sampler.name=NAME`` for every sampler: 4 fake devices give the 1-device result."""
     report = run_check("cli_devices_check.py", str(tmp_path), timeout=900)

@@ -117,6 +117,7 @@ def multi_device():
     return run_check(CHECK_SCRIPT, timeout=900)
 
 
+@pytest.mark.slow  # the 4-device subprocess: ~35 s
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("operator", ["beam", "zblur"])
 def test_one_two_four_devices_agree(multi_device, name, operator):

@@ -22,6 +22,8 @@ from iscs_jax import cli, metrics, operators, priors, samplers, sde
 from iscs_jax.data import embedded, prepare
 from iscs_jax.operators import measurement
 
+pytestmark = pytest.mark.slow  # a quality run: not in the fast suite
+
 MARGIN_DB = {"dds": 3.0, "ddnm": 3.0, "dps": 3.0, "admm_tv": 3.0}
 CHEST_SLICES = (28, 4)  # slice_start, num_slices of the embedded chest slab
 

@@ -34,6 +34,7 @@ def tiny_slices(n=12, size=16):
     return ((xx**2 + yy**2) < r**2).astype(np.float32) * rng.uniform(0.3, 1, (n, 1, 1))
 
 
+@pytest.mark.slow  # ~25 s
 def test_chains_split_the_batch_without_changing_the_step():
     """train.chains runs the network on parts of the batch: same loss and gradients as one call
     (every layer acts per image), up to float reassociation of the gradient sums."""
@@ -167,6 +168,7 @@ np.savez({out!r}, *[np.asarray(x) for x in jax.tree.leaves(state["params"])])
 """
 
 
+@pytest.mark.slow  # the 2-device subprocess: ~20 s
 def test_data_parallel_training_on_two_devices_matches_one(runs, tmp_path):
     """The batch sharded over 2 (fake CPU) devices gives the 1-device parameters."""
     _, straight, _, _ = runs

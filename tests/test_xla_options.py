@@ -109,6 +109,7 @@ def test_programs_over_several_devices_keep_xlas_defaults(denoiser_and_chunk):
     assert not dict(jitted._jit_info.compiler_options_kvs or ())
 
 
+@pytest.mark.slow  # ~20 s
 def test_the_training_step_has_no_ynnpack_convolution():
     from iscs_jax import cli, parallel
     from train import loop

@@ -91,6 +91,7 @@ def multi_device():
     return run_check(CHECK_SCRIPT)
 
 
+@pytest.mark.slow  # the 4-device subprocess: ~25 s
 def test_sharded_normal_operator_matches_unsharded(multi_device):
     results = multi_device["operator"]
     # depths x factors x devices x (normal operator, A^T y, residual norm)
@@ -99,6 +100,7 @@ def test_sharded_normal_operator_matches_unsharded(multi_device):
         assert diff <= (1e-4 if tag.endswith("_norm") else 1e-5), (tag, diff)
 
 
+@pytest.mark.slow  # the 4-device subprocess: ~25 s
 def test_every_sharded_sampler_matches_one_device(multi_device):
     from iscs_jax import samplers
     results = multi_device["sampler"]
