@@ -113,6 +113,7 @@ def test_a_window_piece_equals_the_same_steps_of_the_run():
     np.testing.assert_array_equal(np.asarray(pieces), np.asarray(recon.reconstruct(key, run)))
 
 
+@pytest.mark.slow
 def test_four_devices_equal_one_on_every_sampler_and_operator():
     """One slice per device (D=4); padding and several slices per device (D=9)."""
     four_devices = run_check("runtime_check.py", "ops", timeout=900)
@@ -123,6 +124,7 @@ def test_four_devices_equal_one_on_every_sampler_and_operator():
         assert four_devices[tag + "/range"] > 1e-2, tag
 
 
+@pytest.mark.slow
 def test_four_devices_equal_one_with_a_unet_and_one_slice_per_device():
     four_devices = run_check("runtime_check.py", "unet", timeout=900)
     tags = [t for t in four_devices if not t.endswith("/range")]
