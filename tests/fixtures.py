@@ -91,3 +91,33 @@ def zero_noise(key, slice_ids, num_slices, slice_shape):
     """A `NoiseFn` drawing zeros: each sampler step is then its expected value."""
     del key, num_slices
     return jnp.zeros((slice_ids.shape[0], *slice_shape))
+
+
+def write_dicom_image(path, pixels_hu, position, *, uid, description="", slope=2.0,
+                      intercept=-1024.0, row_dir=(1.0, 0.0, 0.0), col_dir=(0.0, 1.0, 0.0),
+                      image_type=None, spacing=(0.7, 0.8)):
+    """One CT file of ``pixels_hu [rows, cols]`` (HU) at ImagePositionPatient ``position``,
+    stored as int16 with ``slope`` and ``intercept`` (tests of DICOM reading)."""
+    from pydicom.dataset import Dataset, FileMetaDataset  # noqa: PLC0415
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid  # noqa: PLC0415
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.Modality = "CT"
+    ds.SeriesInstanceUID, ds.SeriesDescription = uid, description
+    if image_type:
+        ds.ImageType = image_type
+    ds.Rows, ds.Columns = pixels_hu.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    ds.PixelSpacing = [float(spacing[0]), float(spacing[1])]
+    ds.ImageOrientationPatient = [float(v) for v in (*row_dir, *col_dir)]
+    ds.ImagePositionPatient = [float(v) for v in position]
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    ds.PixelData = np.round((pixels_hu - intercept) / slope).astype(np.int16).tobytes()
+    ds.save_as(path, enforce_file_format=True)

@@ -1,43 +1,21 @@
 """Tests of iscs_jax.dicom: series grouping and selection, localizers, orientation, sorting,
 spacing (error or resampling) and per-file rescaling, through io.read_volume too."""
 
+import functools
+
 import numpy as np
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 from iscs_jax import dicom, io
+from fixtures import write_dicom_image
 
 ROW_DIR = np.array([1.0, 0.0, 0.0])
 COL_DIR = np.array([0.0, np.cos(0.3), np.sin(0.3)])  # an oblique series
 NORMAL = np.cross(ROW_DIR, COL_DIR)
+#: The shared writer, for this oblique series unless a call names other directions.
+write_image = functools.partial(write_dicom_image, row_dir=ROW_DIR, col_dir=COL_DIR)
 ORIGIN = np.array([-10.0, 5.0, 40.0])
-
-
-def write_image(path, pixels_hu, position, *, uid, description="", slope=2.0,
-                intercept=-1024.0, row_dir=ROW_DIR, col_dir=COL_DIR, image_type=None,
-                spacing=(0.7, 0.8)):
-    """One CT file of ``pixels_hu [rows, cols]`` at ImagePositionPatient ``position``."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CT"
-    ds.SeriesInstanceUID, ds.SeriesDescription = uid, description
-    if image_type:
-        ds.ImageType = image_type
-    ds.Rows, ds.Columns = pixels_hu.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    ds.PixelSpacing = [float(spacing[0]), float(spacing[1])]
-    ds.ImageOrientationPatient = [float(v) for v in (*row_dir, *col_dir)]
-    ds.ImagePositionPatient = [float(v) for v in position]
-    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
-    ds.PixelData = np.round((pixels_hu - intercept) / slope).astype(np.int16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
 
 
 def write_series(folder, hu, *, uid=None, description="chest", steps=None, prefix="img",

@@ -5,10 +5,10 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 from iscs_jax import figures, io
+from fixtures import write_dicom_image
 
 ROW_DIR = np.array([1.0, 0.0, 0.0])
 COL_DIR = np.array([0.0, np.cos(0.3), np.sin(0.3)])  # an oblique series
@@ -24,25 +24,11 @@ def write_dicom_series(folder, hu_volume, spacing=(0.7, 0.8), step=2.5, origin=(
     normal = np.cross(row_dir, col_dir)
     positions = [np.asarray(origin) + k * step * normal for k in range(hu_volume.shape[0])]
     order = np.random.default_rng(0).permutation(hu_volume.shape[0])
+    uid = generate_uid()
     for file_index, k in enumerate(order):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.Modality = "CT"
-        ds.Rows, ds.Columns = hu_volume.shape[1:]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.PixelSpacing = [float(spacing[0]), float(spacing[1])]
-        ds.ImageOrientationPatient = [float(v) for v in (*row_dir, *col_dir)]
-        ds.ImagePositionPatient = [float(v) for v in positions[k]]
-        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
-        stored = np.round((hu_volume[k] - intercept) / slope).astype(np.int16)
-        ds.PixelData = stored.tobytes()
-        ds.save_as(folder / f"img{file_index:03d}.dcm", enforce_file_format=True)
+        write_dicom_image(folder / f"img{file_index:03d}.dcm", hu_volume[k], positions[k], uid=uid,
+                          slope=slope, intercept=intercept, row_dir=row_dir, col_dir=col_dir,
+                          spacing=spacing)
     (folder / "README.txt").write_text("not a DICOM file")
     return positions
 

@@ -50,9 +50,10 @@ def reconstruct_sharded(key: jax.Array, y, operator, denoise_fn: Callable, *, me
 
     if "noise" not in sampler_kwargs:
         raise ValueError("noise is required: a noise kind ('iid', 'iscs', 'shared') or NoiseFn.")
+    if window is None:
+        return runtime.reconstruct(key, y, operator, denoise_fn, sigmas=sigmas, sampler=sampler,
+                                   mesh=mesh, x_init=x_init, **sampler_kwargs)
     noise = sampler_kwargs.pop("noise")
     recon = runtime.Reconstructor(operator, denoise_fn, sigmas=sigmas, sampler=sampler,
                                   noises=(noise,), mesh=mesh, **sampler_kwargs)
-    if window is None:
-        return recon.reconstruct(key, y, noise=noise, x_init=x_init)
     return recon.piece(key, recon.prepare(y, x_init), window, noise=noise)
