@@ -1,8 +1,8 @@
 """Cohort evaluation: every volume of a folder or glob, once per seed, and paired statistics.
 
 ``data.path`` naming a folder of NIfTI files and DICOM series folders (a folder that holds
-DICOM files directly stays one series, one volume), or a glob, and/or ``seeds="0,1,2"`` make
-a cohort run. Each (volume, seed) is an ordinary `run.run` (a config copy with ``data.path``
+DICOM files directly stays one series, one volume), a glob or a list file (one path a line;
+discovery is `iscs_jax.data.volumes`), and/or ``seeds="0,1,2"`` make a cohort run. Each (volume, seed) is an ordinary `run.run` (a config copy with ``data.path``
 and ``seed`` set) whose folder lands in ``<workdir>/<config>/<time>/<volume>/seed_<s>/``; the
 cohort folder also holds ``summary.json``::
 
@@ -21,21 +21,21 @@ Without a folder, glob or seeds, `run.run` itself runs.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from iscs_jax import io, metrics
+from iscs_jax import metrics
+from iscs_jax.data import volumes as volumes_lib
+from iscs_jax.data.volumes import GLOB_CHARACTERS, is_dicom_folder, is_volume, volume_name  # noqa: F401
 from . import inputs as inputs_lib
 from . import prior as prior_lib
 from . import report
 from . import run as run_lib
-from .errors import UserError
+from .errors import UserError, as_user_error
 
-GLOB_CHARACTERS = "*?["
 #: The metrics compared pair by pair (paths into a metrics.json entry).
 PAIRED_METRICS = ("psnr", "ssim", "discontinuity",
                   *((plane, name) for plane in metrics.PLANES for name in ("psnr", "ssim")))
@@ -53,69 +53,11 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def is_dicom_folder(folder: Path) -> bool:
-    """True when ``folder`` holds DICOM files directly (the DICM preamble marker)."""
-    from pydicom.misc import is_dicom
-
-    return any(p.is_file() and not io.is_nifti(p) and is_dicom(str(p))
-               for p in sorted(folder.iterdir()))
-
-
-def is_volume(path: Path) -> bool:
-    """A NIfTI file or a DICOM series folder."""
-    return (path.is_file() and io.is_nifti(path)) or (path.is_dir() and is_dicom_folder(path))
-
-
-def volume_name(path: Path) -> str:
-    """The file name without ``.nii``/``.nii.gz``, or the folder's name."""
-    name = path.name
-    for suffix in sorted(io.NIFTI_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[:-len(suffix)]
-    return name
-
-
-def _named(paths: list[Path]) -> list[tuple[str, Path]]:
-    """``(name, path)`` with names made unique by ``_1``, ``_2``, ... suffixes."""
-    named, used = [], set()
-    for path in paths:
-        name, suffix = volume_name(path), 0
-        while (name if suffix == 0 else f"{name}_{suffix}") in used:
-            suffix += 1
-        name = name if suffix == 0 else f"{name}_{suffix}"
-        used.add(name)
-        named.append((name, path))
-    return named
-
-
 def expand_path(path: str) -> list[tuple[str, Path]] | None:
-    """The volumes ``data.path`` names: ``[(name, path)]`` for a folder of NIfTI files and
-    DICOM series folders or a glob (sorted), ``None`` for one volume (a file, a folder holding
-    DICOM files directly, an empty or missing path: `run.run` reads or reports it).
-
-    Raises:
-      UserError: a folder or glob without any volume.
-    """
-    if not path:
-        return None
-    given = Path(path).expanduser()
-    if not given.exists() and any(c in path for c in GLOB_CHARACTERS):
-        matches = sorted(Path(p) for p in glob.glob(os.path.expanduser(path)))
-        volumes = [p for p in matches if is_volume(p)]
-        if not volumes:
-            raise UserError(f"data.path={path!r} matches {len(matches)} path(s) but no NIfTI "
-                            "file (.nii, .nii.gz) or DICOM series folder; give a glob such as "
-                            "'scans/*.nii.gz', a folder of volumes, or one volume.")
-        return _named(volumes)
-    if not given.is_dir() or is_dicom_folder(given):
-        return None
-    volumes = [p for p in sorted(given.iterdir()) if is_volume(p)]
-    if not volumes:
-        raise UserError(f"data.path={path!r} is a folder without DICOM files, NIfTI files (.nii, "
-                        ".nii.gz) or DICOM series subfolders (folders holding one series' "
-                        "files directly); give a NIfTI file, a DICOM series folder, or a folder "
-                        "or glob (e.g. 'scans/*.nii.gz') of them.")
-    return _named(volumes)
+    """`iscs_jax.data.volumes.expand_path` (a folder, glob or list file of volumes; ``None``
+    for one volume), its errors as `UserError`."""
+    with as_user_error():
+        return volumes_lib.expand_path(path)
 
 
 def check_cohort_config(config, resume: bool) -> None:
