@@ -104,6 +104,23 @@ def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return volume, np.asarray(image.affine, dtype=np.float64)
 
 
+def read_affine(path: str | os.PathLike) -> np.ndarray:
+    """The ``[4, 4]`` NIfTI affine of ``path`` (the header only; the voxels are not read).
+
+    Raises:
+      VolumeError: missing or unreadable file.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    _require_file(path, "NIfTI file")
+    try:
+        return np.asarray(nib.load(str(path)).affine, dtype=np.float64)
+    except Exception as err:  # nibabel raises many types for corrupt files
+        raise VolumeError(f"Could not read {str(path)!r} as NIfTI ({err}); check that the file "
+                          "is a complete .nii/.nii.gz image.") from err
+
+
 def write_nifti(path: str | os.PathLike, volume: np.ndarray, affine: np.ndarray) -> None:
     """Writes ``volume [D, H, W]`` as a float32 NIfTI file with ``affine`` ``[4, 4]``."""
     import nibabel as nib

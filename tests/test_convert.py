@@ -88,6 +88,7 @@ def test_cli_converts_a_pth_file_into_a_prior_that_loads(state_dict, tmp_path, c
     assert (meta["architecture"], meta["parameterisation"]["kind"]) == ("ncsnpp", "ve_score")
     assert (prior.resolution, prior.sigma_max, meta["intensity"]["hu_max"]) == (32, 378.0, 1600.0)
     assert meta["provenance"]["step"] == 7 and meta["provenance"]["weights"] == "ema"
+    assert meta["orientation"] == score_sde.DEFAULT_ORIENTATION == "LPS"  # documented default
     score, _ = from_score_sde({"model": state_dict}, TINY, weights="model")
     x = jax.random.uniform(jax.random.key(0), (2, 32, 32))
     tweedie = x + 0.25 * score(x[..., None], jnp.full((2,), 0.5))[..., 0]
@@ -118,3 +119,12 @@ def test_model_config_errors():
         score_sde.ncsnpp_config({"architecture": "unet", "model": {}})
     with pytest.raises(ConversionError, match="resblock_type"):
         score_sde.ncsnpp_config({"model": {"resblock_type": "ddpm"}})
+
+
+def test_converted_orientation_can_be_overridden():
+    cfg = tiny_config()
+    intensity = {"kind": "hu_window", "hu_min": -1000.0, "hu_max": 1600.0}
+    assert score_sde.prior_meta(cfg, intensity, "x", {}).orientation == "LPS"
+    assert score_sde.prior_meta(cfg, intensity, "x", {}, orientation="las").orientation == "LAS"
+    flags = {flag.name: flag for flag in convert_cli.PROGRAM.flags}
+    assert flags["orientation"].default == score_sde.DEFAULT_ORIENTATION

@@ -3,14 +3,17 @@
 import numpy as np
 import pytest
 
+from iscs_jax import orientation
 from iscs_jax.data import embedded, mri, phantom
+from iscs_jax.priors import format as prior_format
 
 
 def test_phantom_is_generated_at_the_resolution():
     volume, affine, source = embedded.load("phantom", resolution=16, phantom_seed=7,
                                            phantom_slices=3)
     np.testing.assert_array_equal(volume, phantom.phantom_volume(7, (3, 16, 16)))
-    np.testing.assert_array_equal(affine, np.eye(4))
+    np.testing.assert_array_equal(affine, embedded.PHANTOM_AFFINE)
+    assert orientation.axis_codes(affine) == tuple(prior_format.PHANTOM_ORIENTATION)
     assert source == "phantom (seed 7)"
     with pytest.raises(ValueError, match="phantom_slices=0"):
         embedded.load("phantom", resolution=16, phantom_slices=0)

@@ -128,3 +128,29 @@ def test_a_plain_denoise_fn_wraps_into_an_equal_denoiser():
     assert jax.tree.structure(first) == jax.tree.structure(second)
     assert Denoiser.of(first) is first
     np.testing.assert_allclose(first(np.ones((1, 4, 4), np.float32), 1.0), 0.5)
+
+
+def test_orientation_field_round_trips_and_defaults_for_older_files(tmp_path):
+    stem = prior_format.write(str(tmp_path / "toy"), _meta(orientation="las"), PARAMS)
+    assert prior_format.read_meta(stem).orientation == "LAS"
+    doc = json.loads((tmp_path / "toy.json").read_text())
+    assert doc["orientation"] == "LAS"
+    del doc["orientation"]  # a file written before the field existed
+    (tmp_path / "toy.json").write_text(json.dumps(doc))
+    assert prior_format.read_meta(stem).orientation == prior_format.DEFAULT_ORIENTATION
+    with pytest.raises(prior_format.PriorFormatError, match="orientation.*L/R, A/P, S/I"):
+        _meta(orientation="LRS")
+
+
+def test_shipped_priors_record_their_training_data_orientation():
+    """chest128: the chest CT (its embedded slab keeps its orientation); mri128: the MNI
+    template (its slab likewise); phantom64: the phantom's documented convention."""
+    from iscs_jax.data import embedded, packaged
+
+    found = {name: prior_format.read_meta(priors.resolve(name)).orientation
+             for name in ("chest128", "mri128", "phantom64")}
+    slab = {name: prior_format.training_orientation(path=packaged.resolve(embedded.FILES[key]))
+            for name, key in (("chest128", "chest_ct"), ("mri128", "mri"))}
+    assert found == {**slab, "phantom64": prior_format.PHANTOM_ORIENTATION}
+    assert found == {"chest128": "LAS", "mri128": "RAS", "phantom64": "LPI"}
+    assert prior_format.training_orientation("ras", "ignored.nii") == "RAS"

@@ -72,7 +72,7 @@ def test_default_phantom_smoke(tmp_path, capsys):
     gt, affine = load(folder, "gt.nii.gz")
     np.testing.assert_allclose(gt, phantom.phantom_volume(1234, (4, RESOLUTION, RESOLUTION)),
                                atol=1e-6)
-    np.testing.assert_allclose(affine, np.eye(4))
+    np.testing.assert_allclose(affine, np.diag([-1.0, -1.0, -1.0, 1.0]))  # the phantom's LPI
     operator = operators.ParallelBeam((RESOLUTION, RESOLUTION), operators.sparse_view_angles(20))
     np.testing.assert_allclose(np.load(folder / "measurement.npy"), operator.A(jnp.asarray(gt)),
                                rtol=1e-4, atol=1e-4)

@@ -106,6 +106,8 @@ def export(workdir: str, name: str, out_dir: str, command: str | None = None,
         resolution=config.data.resolution, channels=config.model.channels,
         intensity=intensity(config), sigma_min=config.train.sigma_min,
         sigma_max=config.train.sigma_max,
+        orientation=prior_format.training_orientation(config.data.get("orientation", None),
+                                                      config.data.get("path", None)),
         provenance={"train_steps": int(step), "final_loss": last_loss(workdir),
                     "train_config": config.to_dict(), "command": command,
                     "export_command": export_command})

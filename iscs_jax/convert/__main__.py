@@ -1,5 +1,5 @@
 """``python -m iscs_jax.convert --checkpoint ckpt.pth --model-config models/ncsnpp_256.py
---out priors/NAME [--weights ema|model]`` (installed: ``iscs-convert``): writes
+--out priors/NAME [--weights ema|model] [--orientation LPS]`` (installed: ``iscs-convert``): writes
 ``priors/NAME.json`` + ``priors/NAME.msgpack``.
 
 ``--model-config`` is a shipped network config (``models/ncsnpp_256.py[:tiny]``) or a path.
@@ -23,6 +23,9 @@ PROGRAM = cli.Program(
         cli.Flag("out", "output path stem, e.g. priors/aapm256.", metavar="STEM"),
         cli.Flag("weights", "EMA weights or the raw trained ones.", default="ema",
                  choices=tuple(score_sde.WEIGHTS), metavar="|".join(score_sde.WEIGHTS)),
+        cli.Flag("orientation", "axis codes of the training images' NIfTI (i, j, k) axes, "
+                 "e.g. LAS (recorded in the prior; inputs are reoriented to it).",
+                 default=score_sde.DEFAULT_ORIENTATION, metavar="CODES"),
     ))
 #: The configs package (``iscs_jax.configs`` once installed; absent in a bare checkout, where
 #: ``--model-config`` is a path).
@@ -31,7 +34,8 @@ CONFIGS = cli.sibling(__package__, "configs")
 
 def _convert(args) -> None:
     model_config, _ = cli.load_config(args.model_config, CONFIGS)
-    stem = score_sde.to_prior(args.checkpoint, model_config, args.out, args.weights)
+    stem = score_sde.to_prior(args.checkpoint, model_config, args.out, args.weights,
+                              args.orientation)
     print(f"Wrote {stem}.json and {stem}.msgpack; use it with "
           f"--config.prior.path={stem} --config.prior.kind=score_sde")
 

@@ -6,6 +6,11 @@ prefix of ``torch.nn.DataParallel``. The EMA is a plain list with one tensor per
 parameter in ``model.parameters()`` order, i.e. the ``state_dict`` order without the
 ``sigmas`` buffer and the Fourier frequencies ``all_modules.0.W`` (``requires_grad=False``),
 which therefore always come from ``model``. PyTorch is imported only to read a file.
+
+A checkpoint does not say how its training images were oriented, so a converted prior
+records `DEFAULT_ORIENTATION` (the prior format's ``orientation``) unless told otherwise
+(``orientation=``, the converter's ``--orientation``; at sampling time
+``prior.orientation`` overrides it too).
 """
 
 from __future__ import annotations
@@ -22,6 +27,12 @@ from iscs_jax.models import ncsnpp
 from iscs_jax.priors import format as prior_format
 
 WEIGHTS = ("ema", "model")
+#: Axis codes (NIfTI (i, j, k), `iscs_jax.orientation`) recorded for a converted prior:
+#: DICOM's stored pixel order, anterior at the top of each image and the patient's right
+#: on its left (LPS), in which CT slices exported from scanners (e.g. the AAPM challenge
+#: data of the published score_sde CT priors) are usually stored; an assumption, which
+#: ``orientation=`` replaces.
+DEFAULT_ORIENTATION = "LPS"
 _SHOWN = 12  # names listed in an error before "... and N more"
 
 
@@ -200,22 +211,30 @@ def from_score_sde(checkpoint, model_config, weights: str = "ema"):
     return ncsnpp.make_score_fn(graphdef, state), params
 
 
-def prior_meta(cfg: ncsnpp.NCSNppConfig, intensity: dict, name: str,
-               provenance: dict) -> prior_format.PriorMeta:
-    """The prior metadata of a converted VE score model."""
+def prior_meta(cfg: ncsnpp.NCSNppConfig, intensity: dict, name: str, provenance: dict,
+               orientation: str = DEFAULT_ORIENTATION) -> prior_format.PriorMeta:
+    """The prior metadata of a converted VE score model; ``orientation``: the axis codes of
+    its training images (`DEFAULT_ORIENTATION` unless known)."""
     return prior_format.PriorMeta(
         name=name, architecture="ncsnpp", config=cfg.to_dict(),
         parameterisation={"kind": "ve_score"}, resolution=cfg.image_size,
         channels=cfg.num_channels, intensity=intensity, sigma_min=cfg.sigma_min,
-        sigma_max=cfg.sigma_max, provenance=provenance)
+        sigma_max=cfg.sigma_max, provenance=provenance, orientation=orientation)
 
 
-def to_prior(checkpoint, model_config, out: str, weights: str = "ema") -> str:
-    """Converts a checkpoint and writes ``out.json`` + ``out.msgpack``; returns ``out``."""
+def to_prior(checkpoint, model_config, out: str, weights: str = "ema",
+             orientation: str = DEFAULT_ORIENTATION) -> str:
+    """Converts a checkpoint and writes ``out.json`` + ``out.msgpack``; returns ``out``.
+
+    ``orientation``: axis codes of the training images (e.g. ``"LAS"``), recorded in the
+    prior (`DEFAULT_ORIENTATION` unless known)."""
     source = os.fspath(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else None
     cfg, intensity, params, ckpt = convert(checkpoint, model_config, weights)
     step = ckpt.get("step")
     provenance = {"source": "score_sde", "checkpoint": source, "weights": weights,
                   "step": None if step is None else int(step)}
-    meta = prior_meta(cfg, intensity, os.path.basename(out), provenance)
+    try:
+        meta = prior_meta(cfg, intensity, os.path.basename(out), provenance, orientation)
+    except prior_format.PriorFormatError as err:
+        raise ConversionError(f"{err} (orientation={orientation!r})") from err
     return prior_format.write(out, meta, params)

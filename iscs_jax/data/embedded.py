@@ -3,8 +3,10 @@
 ``"chest_ct"`` is a held-out slab of a chest CT in HU (`train.slab` made it; windowed
 like any CT file); ``"mri"`` the held-out coronal slab of `iscs_jax.data.mri`, stored
 with the template's values and windowed by the ``mri128`` prior's range; ``"phantom"``
-the procedural phantom (`phantom.phantom_volume`), already in [0, 1]. `load` reads
-one; `stored_window` is the window a volume ships with, if any.
+the procedural phantom (`phantom.phantom_volume`), already in [0, 1], with `PHANTOM_AFFINE`.
+`load` reads one; `stored_window` is the window a volume ships with, if any. Each keeps
+its own orientation: the chest slab LAS (that of the chest CT it was cut from, on which
+``chest128`` trained), the MRI slab RAS (the MNI template's), the phantom LPI.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ FILES = {
 }
 #: Every embedded volume; ``"phantom"`` is generated, not read.
 NAMES = (*FILES, "phantom")
+#: The phantom's affine: 1 mm voxels in its documented orientation (`iscs_jax.data.phantom`:
+#: columns towards the patient's left, rows towards posterior, slices towards inferior),
+#: axis codes LPI (`iscs_jax.priors.format.PHANTOM_ORIENTATION`).
+PHANTOM_AFFINE = np.diag([-1.0, -1.0, -1.0, 1.0])
 #: ``prepare.prepare_planes``' ``(window, window_range, floor)`` of the volumes stored in
 #: their prior's units; the others (the chest CT, in HU) take the caller's intensity window.
 STORED_WINDOWS = {
@@ -52,7 +58,7 @@ def load(name: str, *, resolution: int, phantom_seed: int = 1234,
             raise ValueError(f"phantom_slices={phantom_slices} must be >= 1.")
         shape = (int(phantom_slices), resolution, resolution)
         volume = phantom.phantom_volume(int(phantom_seed), shape)
-        return volume, np.eye(4), f"phantom (seed {phantom_seed})"
+        return volume, PHANTOM_AFFINE.copy(), f"phantom (seed {phantom_seed})"
     volume, affine = io.read_volume(packaged.resolve(FILES[name]))
     return volume, affine, f"embedded {name}"
 

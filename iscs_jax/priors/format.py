@@ -13,6 +13,7 @@ The one reader (`read`) and writer (`write`) of priors; `train/export.py` and
      "resolution": R, "channels": C,
      "intensity": {"kind": "hu_window", "hu_min": -1000.0, "hu_max": 1600.0},
      "sigma_min": ..., "sigma_max": ...,   # the noise range the network was trained on
+     "orientation": "LAS" | null,          # axis codes of the training volumes (below)
      "params_sha256": ...,                 # of NAME.msgpack, checked on read
      "provenance": {...}}                  # free-form: training run, source checkpoint, commands
 
@@ -22,6 +23,15 @@ file and renamed, weights first, so a reader never sees a half-written file and
 the checksum catches a JSON paired with other weights. Files without
 ``format_version`` (the first layout: U-Net keys at the top level) are read as
 EDM U-Net priors.
+
+``orientation`` is the axis codes (`iscs_jax.orientation`: of the NIfTI ``(i, j, k)``
+axes, e.g. ``"LAS"``) of the volumes the prior's planes were cut from, as
+``python -m sample`` reorients inputs before cutting the same planes; `training_orientation`
+gives it for a training config. A file without the field (written before it existed) reads
+with `DEFAULT_ORIENTATION`, None: unknown, and inputs are then used in their stored array
+order (as before) unless the user names the codes (``prior.orientation``). Converted
+score_sde priors get `iscs_jax.convert.score_sde.DEFAULT_ORIENTATION` unless the converter
+is told otherwise (``--orientation``).
 """
 
 from __future__ import annotations
@@ -42,6 +52,13 @@ PARAMETERISATIONS = {"edm": ("sigma_data", "data_mean"), "ve_score": ()}
 #: ``hu_window``: CT HU clipped to [hu_min, hu_max] -> [0, 1]; ``range``: the file's stored
 #: values (e.g. an MRI template's 0..255) clipped to [low, high] -> [0, 1].
 INTENSITIES = {"hu_window": ("hu_min", "hu_max"), "range": ("low", "high")}
+#: The orientation of a prior file without the field: None (unknown; inputs keep their
+#: stored array order unless ``prior.orientation`` names the codes).
+DEFAULT_ORIENTATION = None
+#: The orientation of training data without a file: the procedural phantom of
+#: `iscs_jax.data.phantom` (columns towards the patient's left, rows towards posterior,
+#: slices towards inferior: LPI).
+PHANTOM_ORIENTATION = "LPI"
 
 
 class PriorFormatError(ValueError):
@@ -64,6 +81,8 @@ class PriorMeta:
         window and mapped linearly to [0, 1]).
       sigma_min, sigma_max: the noise range it was trained on.
       provenance: free-form record of where it came from.
+      orientation: axis codes of the NIfTI ``(i, j, k)`` axes of its training volumes
+        (e.g. ``"LAS"``; `iscs_jax.orientation`), or None (unknown: `DEFAULT_ORIENTATION`).
     """
 
     name: str
@@ -76,9 +95,18 @@ class PriorMeta:
     sigma_min: float
     sigma_max: float
     provenance: dict = dataclasses.field(default_factory=dict)
+    orientation: str | None = DEFAULT_ORIENTATION
 
     def __post_init__(self):
         problems = []
+        if self.orientation is not None:
+            from iscs_jax import orientation
+
+            try:
+                codes = "".join(orientation.normalize_codes(self.orientation))
+                object.__setattr__(self, "orientation", codes)
+            except orientation.OrientationError as err:
+                problems.append(f"orientation: {err}")
         if self.architecture not in ARCHITECTURES:
             problems.append(f"architecture {self.architecture!r} is not one of {ARCHITECTURES}")
         kind = self.parameterisation.get("kind")
@@ -108,7 +136,7 @@ class PriorMeta:
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> "PriorMeta":
         fields = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(fields - set(doc) - {"provenance"})
+        missing = sorted(fields - set(doc) - {"provenance", "orientation"})
         if missing:
             raise PriorFormatError(f"Prior metadata lacks the fields {missing}.")
         return cls(**{k: doc[k] for k in fields if k in doc})
@@ -131,6 +159,27 @@ def _upgrade_legacy(doc: dict[str, Any]) -> dict[str, Any]:
                           "hu_max": float(window.get("hu_max", 1600.0))},
             "sigma_min": doc["sigma_min"], "sigma_max": doc["sigma_max"],
             "provenance": provenance}
+
+
+def training_orientation(codes: str | None = None, path: str | None = None) -> str:
+    """The ``orientation`` of a prior trained on the volume ``path`` (NIfTI, or ``pkg:``).
+
+    Args:
+      codes: the axis codes the trainer reoriented its volume to, if it did (wins).
+      path: the training volume, read in its stored orientation; None or "": no file (the
+        procedural phantom, `PHANTOM_ORIENTATION`).
+
+    Returns:
+      axis codes such as ``"LAS"``.
+    """
+    from iscs_jax import io, orientation
+    from iscs_jax.data import packaged
+
+    if codes:
+        return "".join(orientation.normalize_codes(codes))
+    if not path:
+        return PHANTOM_ORIENTATION
+    return "".join(orientation.axis_codes(io.read_affine(packaged.resolve(path))))
 
 
 def _atomic_write(path: str, data: bytes) -> None:
