@@ -24,7 +24,7 @@ from flax import nnx
 
 from iscs_jax import checkpoint, parallel, xla_options
 from iscs_jax.models import UNet, UNetConfig, edm_loss_weight, precondition
-from . import data
+from . import dataset, logs
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +166,9 @@ def init_or_restore(config, workdir: str, tx, mesh):
     return graphdef, state, manager
 
 
-def record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Writes ``workdir/config.json``, or checks a resumed run keeps its model and data.
+def record_config(config: ml_collections.ConfigDict, workdir: str, write: bool = True) -> None:
+    """Writes ``workdir/config.json`` (when ``write``: process 0), or checks a resumed run
+    keeps its model and data.
 
     Raises:
       checkpoint.CheckpointError: the workdir holds a run with another ``model``/``data``
@@ -184,24 +185,12 @@ def record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
             raise checkpoint.CheckpointError(
                 f"{workdir} holds a run whose {' and '.join(changed)} config differs from this "
                 f"one (see {path}). Use a new --workdir, or the same config to resume.")
-    with open(path, "w") as f:
-        f.write(config.to_json(indent=2))
+    if write:
+        with open(path, "w") as f:
+            f.write(config.to_json(indent=2))
 
 
-def trim_metrics(path: str, step: int) -> None:
-    """Drops metric lines after ``step`` (logged after the checkpoint a run resumes from)."""
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        lines = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-    with open(path, "w") as f:
-        f.writelines(lines)
-
-
-def append_metrics(path: str, record: dict) -> None:
-    """Appends one JSON line to ``path``."""
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+trim_metrics, append_metrics = logs.trim_metrics, logs.append_metrics
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, slices: np.ndarray | None = None,
@@ -209,50 +198,70 @@ def train(config: ml_collections.ConfigDict, workdir: str, slices: np.ndarray | 
     """Trains (or resumes) until ``num_steps`` (default ``config.train.num_steps``).
 
     Args:
-      config: the training config (see ``configs/train_phantom.py``).
-      workdir: output folder: ``checkpoints/``, ``metrics.jsonl``, ``config.json``.
-      slices: training images ``[N, H, W]``; default `train.data.load_slices(config)`.
+      config: the training config (see ``configs/train_phantom.py``, ``train_folder.py``).
+      workdir: output folder: ``checkpoints/``, ``metrics.jsonl``, ``tensorboard/``,
+        ``config.json`` and, for a folder source, ``split.json`` (process 0 writes them).
+      slices: training images ``[N, H, W]``; default ``config.data``
+        (`train.dataset.training_data`).
       num_steps: stop after this many steps in total (for tests / interruption).
-      progress: show a tqdm progress bar.
+      progress: show a tqdm progress bar (process 0).
 
     Returns:
       ``(graphdef, state)`` after the last step.
     """
     mesh = parallel.make_mesh(config.parallel.num_devices, "batch")
     check_batch(config, mesh.size)  # before anything is written
-    record_config(config, workdir)
+    write = jax.process_index() == 0
+    batches, val_planes = dataset.training_data(config, workdir, mesh, slices, write)
+    record_config(config, workdir, write)
     num_steps = config.train.num_steps if num_steps is None else num_steps
-    slices = data.load_slices(config) if slices is None else slices
     tx = make_optimizer(config)
     graphdef, state, manager = init_or_restore(config, workdir, tx, mesh)
     step_fn = compile_train_step(graphdef, tx, config, mesh)
-    state = _run(state, step_fn, manager, slices, config, workdir, num_steps, progress, mesh)
+    validation = None
+    if val_planes is not None and int(config.train.get("eval_every", 0)) > 0:
+        sigma_data, data_mean = config.model.sigma_data, config.model.data_mean
+        t = config.train
+        validation = logs.make_validation(
+            lambda p, x, s: precondition(nnx.merge(graphdef, p), x, s, sigma_data, data_mean),
+            val_planes, mesh, sigmas=t.get("val_sigmas", (0.1, 0.5, 2.0)), sigma_data=sigma_data,
+            sample_sigma=t.get("sample_sigma", 0.5), num_samples=t.get("num_samples", 4))
+    state = _run(state, step_fn, manager, batches, validation, config, workdir, num_steps,
+                 progress)
     manager.close()
     return graphdef, state
 
 
-def _run(state, step_fn, manager, slices, config, workdir, num_steps, progress, mesh):
-    """The loop body: step, log every ``train.log_every``, checkpoint when due."""
+def _run(state, step_fn, manager, batches, validation, config, workdir, num_steps, progress):
+    """The loop body: step, log every ``train.log_every``, validate every
+    ``train.eval_every``, sample images every ``train.sample_every``, checkpoint when due."""
     from tqdm import tqdm
     start = int(state["step"])
-    metrics_path = os.path.join(workdir, "metrics.jsonl")
-    trim_metrics(metrics_path, start)
-    batch_sharding = parallel.leading_axis_sharding(mesh)
-    bar = tqdm(range(start, num_steps), initial=start, total=num_steps, disable=not progress,
-               mininterval=5.0)
-    t0, n0 = time.perf_counter(), start
-    for step in bar:
-        batch = jax.device_put(get_batch(slices, config, step), batch_sharding)
+    log = logs.RunLog(workdir, start, write=jax.process_index() == 0)
+    t = config.train
+    eval_every, sample_every = int(t.get("eval_every", 0)), int(t.get("sample_every", 0))
+    bar = tqdm(range(start, num_steps), initial=start, total=num_steps,
+               disable=not (progress and log.write), mininterval=5.0)
+    t0, n0, postfix = time.perf_counter(), start, {}
+    for step, batch in zip(bar, batches(start, num_steps)):
         state, metrics = step_fn(state, batch)
-        done = step + 1
-        if done % config.train.log_every == 0 or done == num_steps:
+        done, record = step + 1, {}
+        if done % t.log_every == 0 or done == num_steps:
             loss = float(metrics["loss"])
             rate = (done - n0) / (time.perf_counter() - t0)
             t0, n0 = time.perf_counter(), done
-            append_metrics(metrics_path, {
-                "step": done, "loss": loss, "grad_norm": float(metrics["grad_norm"]),
-                "lr": float(make_schedule(config)(done)), "steps_per_s": rate, "time": time.time()})
-            bar.set_postfix(loss=f"{loss:.4f}", steps_s=f"{rate:.2f}")
+            record.update(loss=loss, grad_norm=float(metrics["grad_norm"]),
+                          lr=float(make_schedule(config)(done)), steps_per_s=rate)
+            postfix.update(loss=f"{loss:.4f}", steps_s=f"{rate:.2f}")
+        if validation and eval_every and (done % eval_every == 0 or done == num_steps):
+            record.update(validation[0](state["ema"]))
+            postfix["val"] = f"{record['val_loss']:.4f}"
+        if validation and sample_every and (done % sample_every == 0 or done == num_steps):
+            log.images(done, "samples/clean_noisy_denoised", validation[1](state["ema"]))
+        if record:
+            log.scalars(done, {**record, "time": time.time()})
+            bar.set_postfix(postfix)
         if done % config.checkpoint.every == 0 or done == num_steps:
             checkpoint.save(manager, done, state, force=True)
+    log.close()
     return state
