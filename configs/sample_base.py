@@ -74,6 +74,10 @@ def prior_config() -> ml_collections.ConfigDict:
     # What the network computes in: "float32", or "bfloat16" (weights cast once at load; for
     # GPUs/TPUs, not faster on CPU). Sampler state, data consistency and metrics stay float32.
     prior.dtype = "float32"
+    # Axis codes (of the NIfTI (i, j, k) axes, e.g. "LAS") of the prior's training volumes,
+    # which inputs are reoriented to before their planes are cut; "" = the prior file's own
+    # (an older file without it, or the Gaussian: inputs are used in their stored order).
+    prior.orientation = ""
     # Only for name="gaussian" (a closed-form MMSE denoiser of a per-pixel Gaussian, for tests
     # and ablations): image size, prior mean and standard deviation.
     prior.resolution = 64

@@ -1,7 +1,8 @@
 """Inputs of a run: the reference volume, its affine, the operator and the measurement.
 
 Orchestration only: config sections become keyword arguments of the library (the volume:
-`io.read_volume` or `iscs_jax.data.embedded`, prepared by `prepare.prepare_volume`; the
+`io.read_volume` or `iscs_jax.data.embedded`, reoriented to the prior's axis codes by
+`orientation.reorient` before anything else (`orient`), prepared by `prepare.prepare_volume`; the
 operator: `operators.build`; the noise: `operators.measurement`), and the library's
 errors, which name an argument as ``name=value``, become `UserError`s naming the config key.
 """
@@ -14,7 +15,7 @@ import re
 
 import numpy as np
 
-from iscs_jax import io, operators
+from iscs_jax import io, operators, orientation
 from iscs_jax.data import embedded, prepare
 from iscs_jax.operators import measurement
 from .errors import UserError
@@ -45,9 +46,11 @@ class Inputs:
         measured sinogram.
       source: a short description of where the volume came from.
       plane: the planes reconstructed (``"axial"``, ``"coronal"``, ``"sagittal"``).
-      notes: what the reader left out or resampled, and intensity notes, for the log.
+      notes: the input's orientation and what was done to it, what the reader left out or
+        resampled, and intensity notes, for the log.
       grid: the input's grid and window (`prepare.InputGrid`), to write results back on it
-        (``data.output_grid="input"``, ``data.output_units="input"``); None without a volume.
+        (``data.output_grid="input"``, ``data.output_units="input"``) and in its own
+        orientation (``grid.orientation``); None without a volume.
     """
     reference: np.ndarray | None
     affine: np.ndarray
@@ -87,6 +90,62 @@ def load_volume(data, resolution: int, notes: list | None = None
                              phantom_seed=data.phantom_seed, phantom_slices=data.phantom_slices)
 
 
+def orientation_plan(affine, codes) -> tuple[tuple[str, str, str] | None, str, list[str]]:
+    """``(input codes, log line, obliquity notes)`` of reorienting ``affine`` to ``codes``.
+
+    The input codes are None when there is nothing to do (``codes`` None, or the input
+    already in them). Without ``codes`` an oblique affine is no problem (nothing is
+    reoriented); with them, `orientation.check_obliquity` refuses an ambiguous one.
+    """
+    if codes is None:
+        try:
+            name = "".join(orientation.axis_codes(affine))
+        except orientation.OrientationError:
+            name = "oblique"
+        return None, (f"input orientation {name}; the prior records none (set "
+                      "--config.prior.orientation=CODES to reorient): used in its stored "
+                      "array order"), []
+    with config_keys(**DATA_KEYS):
+        found, tilt = orientation.axis_codes(affine), orientation.check_obliquity(affine)
+    name, codes = "".join(found), tuple(codes)
+    if codes == found:
+        return None, f"input orientation {name}: already in the prior's orientation", tilt
+    return found, (f"input orientation {name} -> the prior's {''.join(codes)}: "
+                   f"{orientation.describe(found, codes)}"), tilt
+
+
+def orient(volume, affine, codes, plane: str = "axial", notes: list | None = None
+           ) -> tuple[np.ndarray, np.ndarray, tuple[str, str, str] | None]:
+    """The volume in the prior's axis ``codes`` (`orientation.reorient`), before anything else.
+
+    Args:
+      volume: ``[D, H, W]`` as read; affine: its ``[4, 4]`` NIfTI affine.
+      codes: the prior's axis codes (`prior.plane_orientation`), or None (used as stored).
+      plane: ``data.plane``, whose images must have more than one row and column.
+      notes: receives a line naming the input's codes and what was done (`orientation_plan`).
+
+    Returns:
+      ``(volume, affine, input codes)``; the input codes are None when nothing was done
+      (the arrays are then the input's own, bit for bit).
+
+    Raises:
+      UserError: an oblique or degenerate affine, or images that are not ``plane`` planes.
+    """
+    found, line, tilt = orientation_plan(affine, codes)
+    if found is not None:
+        volume, affine = orientation.reorient(volume, affine, codes)
+    if notes is not None:
+        notes.extend([line, *(f"note: {note}" for note in tilt)])
+    images = prepare.to_planes(volume, plane).shape
+    if min(images[1:]) == 1 and max(images) > 1:
+        raise UserError(f"The input (shape [D, H, W] = {list(volume.shape)} in the prior's "
+                        f"orientation) holds no {plane} images: its {plane} planes would be "
+                        f"{images[1]}x{images[2]}, so its slices are not stacked along the axis "
+                        f"the {plane} planes need. Give a volume of {plane} images (or several "
+                        "slices), or set --config.data.plane to the planes it holds.")
+    return volume, affine, found
+
+
 def preprocess(volume, affine, data, resolution: int, notes: list | None = None):
     """`prepare.prepare_volume` of the ``data`` section: ``(planes [N, R, R], affine)``.
 
@@ -112,15 +171,16 @@ def preprocess(volume, affine, data, resolution: int, notes: list | None = None)
         return planes, grid
 
 
-def input_grid(volume, affine, data, resolution: int) -> prepare.InputGrid:
-    """`prepare.input_grid` of the ``data`` section (the window `preprocess` applies)."""
+def input_grid(volume, affine, data, resolution: int, input_codes=None) -> prepare.InputGrid:
+    """`prepare.input_grid` of the ``data`` section (the window `preprocess` applies);
+    ``input_codes``: the input's own axis codes when ``volume`` was reoriented (`orient`)."""
     with config_keys(**DATA_KEYS):
         window = prepare.intensity_window(data.intensity, data.hu_min, data.hu_max)
         window = (None if data.path else embedded.stored_window(data.embedded)) or window
         return prepare.input_grid(
             volume, affine, resolution=resolution, plane=data.get("plane", "axial"),
             start=int(data.slice_start), count=int(data.num_slices), window=window[0],
-            window_range=window[1], floor=window[2])
+            window_range=window[1], floor=window[2], orientation=input_codes)
 
 
 def make_operator(operator_config, volume_shape, filter_name: str = "ramp",
@@ -159,8 +219,9 @@ def read_measurement(data, operator, reference) -> np.ndarray:
     return y
 
 
-def prepare_inputs(key, config, resolution: int) -> Inputs:
-    """Loads and preprocesses the volume, builds the operator, simulates or reads ``y``."""
+def prepare_inputs(key, config, resolution: int, codes=None) -> Inputs:
+    """Loads the volume, reorients it to the prior's axis ``codes`` (`orient`; None: as
+    stored), preprocesses it, builds the operator, simulates or reads ``y``."""
     data, kind = config.data, config.operator.kind
     if data.sinogram and kind not in operators.SINOGRAM_KINDS:
         raise UserError(f"data.sinogram (measured projections) is supported for the operator "
@@ -170,7 +231,8 @@ def prepare_inputs(key, config, resolution: int) -> Inputs:
     source, notes, grid = "measured sinogram", [], None
     if data.path or not data.sinogram:
         volume, affine, source = load_volume(data, resolution, notes)
-        grid = input_grid(volume, affine, data, resolution)
+        volume, affine, input_codes = orient(volume, affine, codes, plane, notes)
+        grid = input_grid(volume, affine, data, resolution, input_codes)
         reference, affine = preprocess(volume, affine, data, resolution, notes)
     shape = (1, resolution, resolution) if data.sinogram else reference.shape
     operator = make_operator(config.operator, shape, config.sampler.fbp_filter, plane)

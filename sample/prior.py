@@ -166,3 +166,20 @@ def slice_size(prior) -> int:
         raise UserError(f"Prior resolution {size} is not square; the CT pipeline needs "
                         "R x R slices.")
     return size[0]
+
+
+def plane_orientation(prior, prior_config) -> tuple[str, str, str] | None:
+    """The axis codes inputs are reoriented to: ``prior.orientation`` when set, else the
+    prior's own (its file's ``orientation``); None when neither names one (a prior file
+    from before the field, or the closed-form Gaussian): inputs are used as stored."""
+    from iscs_jax import orientation
+
+    codes = str(prior_config.get("orientation", "") or "") or \
+        prior.metadata.get("orientation", None)
+    if not codes:
+        return None
+    try:
+        return orientation.normalize_codes(codes)
+    except orientation.OrientationError as err:
+        raise UserError(f"prior.orientation={codes!r}: {err} E.g. "
+                        "--config.prior.orientation=LAS.") from err

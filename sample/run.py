@@ -226,9 +226,10 @@ def output_volume(planes, inputs, data, offset: bool = True):
     prior's grid or the input's (``data.output_grid``), in [0, 1] or in the input's units
     (``data.output_units``; ``offset=False`` for a standard deviation)."""
     if data.get("output_grid", "prior") == "input":
-        volume, affine = prepare.to_input_grid(planes, inputs.grid), inputs.grid.affine
-    else:
-        volume, affine = prepare.from_planes(planes, inputs.plane), inputs.affine
+        volume, affine = prepare.to_input_volume(planes, inputs.grid)
+    else:  # in the input's own orientation (array order and affine) too
+        volume, affine = prepare.restore_orientation(prepare.from_planes(planes, inputs.plane),
+                                                     inputs.affine, inputs.grid)
     if data.get("output_units", "unit") == "input":
         volume = prepare.to_input_units(volume, inputs.grid, offset)
     return volume, affine
@@ -310,7 +311,8 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
     config = config.copy_and_resolve_references()  # config.json records what actually ran
     config.sde.sigma_min = sigma_min(config, prior)
     measurement_key, sample_key = jax.random.split(jax.random.key(config.seed))
-    inputs = inputs_lib.prepare_inputs(measurement_key, config, resolution)
+    inputs = inputs_lib.prepare_inputs(measurement_key, config, resolution,
+                                       prior_lib.plane_orientation(prior, config.prior))
     y = jax.numpy.asarray(inputs.measurement)
     num_slices = operators.protocol.num_slices(inputs.operator, y)
     log(f"input: {inputs.source} -> {num_slices} {inputs.plane} planes of "

@@ -1,6 +1,8 @@
 """Tests of iscs_jax.orientation (axis codes, reorient, restore)."""
 
 import itertools
+import json
+from pathlib import Path
 
 import nibabel.orientations as nio
 import numpy as np
@@ -102,3 +104,114 @@ def test_small_obliquity_is_a_note_and_large_is_an_error():
 def test_bad_codes_are_refused(codes):
     with pytest.raises(orientation.OrientationError, match="L/R, A/P, S/I"):
         orientation.normalize_codes(codes)
+
+
+# --- the done-when: one scan stored in other orientations reconstructs to the same volume ---
+
+CHEST_CODES = ("L", "A", "S")
+#: Stored orientations of the NIfTI variants: the in-plane axes swapped and both flipped;
+#: z first, with flips (the DICOM series: rows flipped).
+VARIANTS = [("P", "R", "S"), ("S", "P", "R")]
+RUN = ["--config", "ct.py:smoke", "--config.prior.name=gaussian", "--config.prior.resolution=32",
+       "--config.prior.orientation=LAS", "--config.compare=iscs", "--config.sampler.steps=2",
+       "--config.data.num_slices=0"]
+
+
+@pytest.fixture(scope="module")
+def chest(tmp_path_factory):
+    """8 slices of the embedded chest slab at the smoke size (32 x 32, 4 x 4 block means,
+    whole HU), written as NIfTI (LAS, as shipped), NIfTI variants and a DICOM series."""
+    from iscs_jax import io
+    from iscs_jax.data import embedded, prepare
+    from fixtures import write_dicom_image
+
+    volume, affine, _ = embedded.load("chest_ct", resolution=32)
+    assert orientation.axis_codes(affine) == CHEST_CODES
+    part, part_affine = prepare.select_planes(volume, affine, "axial", 28, 8)
+    small = np.rint(part.reshape(8, 32, 4, 32, 4).mean(axis=(2, 4))).astype(np.float32)
+    small_affine = prepare.resized_affine(part_affine, part.shape, small.shape)
+    folder = tmp_path_factory.mktemp("chest")
+    paths = {"nifti": folder / "las.nii.gz"}
+    io.write_nifti(paths["nifti"], small, small_affine)
+    for codes in VARIANTS:
+        paths["".join(codes)] = folder / f"{''.join(codes)}.nii.gz"
+        io.write_nifti(paths["".join(codes)], *_stored_as(small, small_affine, codes))
+    paths["dicom"] = _write_dicom(folder / "dicom", small, small_affine, write_dicom_image)
+    return small, small_affine, paths
+
+
+def _write_dicom(folder, volume, affine, write_image):
+    """A standard DICOM series (LPS: rows top to bottom towards posterior, as scanners
+    write them) of ``volume [D, H, W]`` (LAS): each slice's rows reversed."""
+    from pydicom.uid import generate_uid
+
+    folder.mkdir()
+    lps, uid = np.diag([-1.0, -1.0, 1.0, 1.0]), generate_uid()
+    height, spacing = volume.shape[1], np.linalg.norm(affine[:3, :2], axis=0)
+    for k in range(volume.shape[0]):
+        first = lps @ affine @ np.array([0.0, height - 1.0, k, 1.0])  # row 0 = last j
+        write_image(folder / f"{k:03d}.dcm", volume[k, ::-1], first[:3], uid=uid, slope=1.0,
+                    intercept=-1024.0, row_dir=(1.0, 0.0, 0.0), col_dir=(0.0, 1.0, 0.0),
+                    spacing=(spacing[1], spacing[0]))
+    return folder
+
+
+def _run(capsys, workdir, path, *extra):
+    from sample.__main__ import main
+
+    status = main([*RUN, f"--config.data.path={path}", "--workdir", str(workdir), *extra])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    return Path(out.strip().splitlines()[-1]), out
+
+
+def _read(path):
+    import nibabel as nib
+
+    image = nib.load(str(path))
+    return np.asarray(image.dataobj, np.float32).transpose(2, 1, 0), image.affine
+
+
+def _resampled(volume, affine, onto_affine, onto_shape):
+    """``volume`` (with ``affine``) sampled at the voxel centres of another grid (linear)."""
+    from scipy import ndimage
+
+    world = _world(onto_affine, onto_shape).reshape(-1, 3)
+    ijk = (np.c_[world, np.ones(len(world))] @ np.linalg.inv(affine).T)[:, :3]
+    assert np.abs(ijk - np.round(ijk)).max() < 1e-3  # the grids' voxel centres coincide
+    return ndimage.map_coordinates(volume, ijk[:, ::-1].T, order=1).reshape(onto_shape)
+
+
+def test_every_stored_orientation_reconstructs_the_same_volume_in_world_space(
+        chest, tmp_path, capsys):
+    volume, affine, paths = chest
+    reference, out = _run(capsys, tmp_path / "nifti", paths["nifti"])
+    assert "input orientation LAS: already in the prior's orientation" in out
+    truth, truth_affine = _read(reference / "recon_iscs.nii.gz")
+    np.testing.assert_allclose(truth_affine, affine, atol=1e-5)
+    metrics = json.loads((reference / "metrics.json").read_text())
+    runs = {"".join(codes): () for codes in VARIANTS}
+    runs["dicom"] = ("--config.data.output_grid=input",)
+    for name, extra in runs.items():
+        folder, out = _run(capsys, tmp_path / name, paths[name], *extra)
+        stored = "LPS" if name == "dicom" else name
+        assert f"input orientation {stored} -> the prior's LAS: " in out, out
+        if name == "dicom":
+            assert "input orientation LPS -> the prior's LAS: flipped j (rows, H)" in out
+        input_affine = io_affine(paths[name])
+        for filename in ("gt.nii.gz", "recon_iscs.nii.gz"):
+            result, result_affine = _read(folder / filename)
+            np.testing.assert_allclose(result_affine, input_affine, atol=1e-4)  # input's own
+            assert orientation.axis_codes(result_affine) == tuple(stored)
+            expected, _ = _read(reference / filename)
+            back = _resampled(result, result_affine, truth_affine, truth.shape)
+            assert np.abs(back - expected).max() <= 1e-4, (name, filename)
+        assert json.loads((folder / "metrics.json").read_text()) \
+            .get("iscs", {}).get("psnr") == metrics["iscs"]["psnr"]
+
+
+def io_affine(path):
+    """The affine the reader gives ``path`` (a NIfTI file or a DICOM folder)."""
+    from iscs_jax import io
+
+    return io.read_volume(path)[1]

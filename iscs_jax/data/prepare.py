@@ -19,7 +19,9 @@ depends on the resolution. `plane_grid_affine` gives the NIfTI affine of the
 prepared grid in the input's orientation (`from_planes` restores that orientation),
 built from `cropped_affine` and `resized_affine`. The way back: `input_grid` records the
 input's grid and window, `to_input_grid` resamples prepared planes onto that grid (the
-input's affine) and `to_input_units` undoes the window (HU for CT).
+input's affine) and `to_input_units` undoes the window (HU for CT). A volume reoriented
+to a prior's axis codes first (`iscs_jax.orientation.reorient`) records its own codes in
+`InputGrid.orientation`; `to_input_volume` puts results back in them.
 
 `prepare_volume` is the whole preparation of a reconstruction's input: a range of
 planes (`select_planes`), then `prepare_planes`, with the affine of the result;
@@ -348,21 +350,28 @@ class InputGrid:
       plane: the planes of the prepared stack (a name of `PLANES`).
       window_range: ``(low, high)`` in the file's units that the window mapped to [0, 1], or
         None (``"none"``: the values were kept).
+      orientation: the input's own axis codes (of its NIfTI ``(i, j, k)`` axes, e.g.
+        ``("L", "P", "S")``) when it was reoriented before the preparation
+        (`iscs_jax.orientation.reorient`), so ``shape`` and ``affine`` are those of the
+        reoriented selection; `to_input_volume` restores them. None: used as stored.
     """
     shape: tuple[int, int, int]
     affine: np.ndarray
     plane: str
     window_range: tuple[float, float] | None
+    orientation: tuple[str, str, str] | None = None
 
 
 def input_grid(volume: np.ndarray, affine: np.ndarray, *, resolution: int, plane: str = "axial",
                start: int = 0, count: int = 0, window: str = "range",
                window_range: Sequence[float] = CT_HU_RANGE,
-               floor: float | None = None) -> InputGrid:
+               floor: float | None = None,
+               orientation: Sequence[str] | None = None) -> InputGrid:
     """The `InputGrid` of `prepare_volume` with the same arguments (its ``resize`` aside).
 
     For ``"minmax"`` the window's range is that of the resized planes, as `prepare_planes`
-    computes it.
+    computes it. ``orientation``: the input's own axis codes when ``volume`` is the input
+    reoriented (`InputGrid.orientation`), else None.
     """
     volume, affine = select_planes(volume, affine, plane, start, count)
     if window not in WINDOWS:
@@ -376,7 +385,7 @@ def input_grid(volume: np.ndarray, affine: np.ndarray, *, resolution: int, plane
         low, high = float(planes.min()), float(planes.max())
         bounds = (low, high if high > low else low + 1.0)
     return InputGrid(tuple(int(n) for n in volume.shape), np.asarray(affine, np.float64),
-                     plane, bounds)
+                     plane, bounds, None if orientation is None else tuple(orientation))
 
 
 def to_input_grid(planes, grid: InputGrid) -> np.ndarray:
@@ -401,6 +410,29 @@ def to_input_grid(planes, grid: InputGrid) -> np.ndarray:
     square = resize_slices(planes, (size, size))
     cropped = square[:, top:size - bottom, left:size - right]
     return np.ascontiguousarray(from_planes(cropped, grid.plane))
+
+
+def to_input_volume(planes, grid: InputGrid) -> tuple[np.ndarray, np.ndarray]:
+    """`to_input_grid` in the input's own orientation: ``[N, R, R]`` planes -> ``(volume
+    [D, H, W], affine [4, 4])`` with the input's array order and affine (the reorientation
+    undone, `InputGrid.orientation`).
+
+    Returns:
+      float32 ``[D, H, W]`` and its affine; for an input that was not reoriented,
+      ``(to_input_grid(planes, grid), grid.affine)``.
+    """
+    return restore_orientation(to_input_grid(planes, grid), grid.affine, grid)
+
+
+def restore_orientation(volume, affine: np.ndarray, grid: InputGrid | None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """``(volume [D, H, W], affine)`` in the prepared (reoriented) orientation -> the input's
+    own (`InputGrid.orientation`); unchanged when there is none."""
+    if grid is None or grid.orientation is None:
+        return volume, affine
+    from iscs_jax import orientation
+
+    return orientation.restore(volume, affine, grid.orientation)
 
 
 def to_input_units(values, grid: InputGrid, offset: bool = True) -> np.ndarray:
