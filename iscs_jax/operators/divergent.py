@@ -218,9 +218,11 @@ def make_orbit(source_origin, origin_detector, du, cols, plane_shape, spacing_yx
     (rows) a voxel's interpolation footprint can reach.
 
     Rays of adjacent columns are at least ``(S - r) du cos^2(gamma_max) / (S + O)`` apart
-    inside the volume (r: its in-plane radius), so a voxel line point is reached by at most
-    ``floor(2 / spacing) + 2`` columns (in units of the interpolated axis); likewise rows,
-    whose z index advances at least ``lam_min dv / dz`` per row.
+    inside the volume (r: its in-plane radius), so the columns reaching a voxel line point lie
+    strictly within ``column_reach = 1 / spacing`` of the column through it (spacing in units
+    of the interpolated axis): at most ``ceil(2 column_reach)`` of them, the first being the
+    first integer above ``centre - column_reach``; likewise rows, whose z index advances at
+    least ``lam_min dv / dz`` per row.
     """
     distance = source_origin + origin_detector
     radius = 0.5 * float(np.hypot(plane_shape[0] * spacing_yx[0], plane_shape[1] * spacing_yx[1]))
@@ -229,86 +231,93 @@ def make_orbit(source_origin, origin_detector, du, cols, plane_shape, spacing_yx
     cos2 = distance**2 / (distance**2 + u_max**2)
     spacing = (source_origin - radius) * du * cos2 / (distance * max(spacing_yx))
     column_reach = 1.0 / spacing
-    column_taps = int(np.floor(2 * column_reach)) + 2
+    column_taps = int(np.ceil(2 * column_reach))
     row_taps = 0
     if rows is not None:
         lam_min = (source_origin - radius) / np.hypot(distance, u_max)
-        row_taps = int(np.floor(2 / (lam_min * dv / dz))) + 2
+        row_taps = int(np.ceil(2 / (lam_min * dv / dz)))
     return Orbit(float(source_origin), float(origin_detector), float(du), int(cols),
                  tuple(plane_shape), tuple(spacing_yx), float(column_reach), column_taps, row_taps,
                  float(dv / dz))
 
 
-def _z_transpose(val: jax.Array, lam: jax.Array, columns: jax.Array, z_rows, depth: int,
-                 taps: int, dv_over_dz: float) -> jax.Array:
-    """Transpose of the z interpolation of `_project_chunk` at detector ``columns``:
-    ``val [n, C, R]``, ``lam [n, C]``, ``columns [n, L]`` (int32) -> ``[n, L, D]``.
+def _view_setup(values, params, trig, z_rows, mode: str, orbit: Orbit):
+    """Per-view tables of the gather-based transpose of `_project_chunk` (see
+    `backproject_pass`): ``(val, candidates)``.
 
-    Rows r reaching z voxel k satisfy |z_r - k| < 1 with z_r = lam scale[r] + offset
-    (affine in r, slope lam dv / dz); the ``taps`` candidates start below the first,
-    and each weight is recomputed with the forward's expression (``scale[r]`` as
-    ``scale[0] + r * step``, equal to the table up to float32 rounding). Evaluated only
-    at the columns one candidate of `_backproject_chunk` reads, so that XLA fuses it into
-    that gather: materialising it for every column of a plane (``[n, C, D]``, read by
-    several candidates) was 1.5x slower on XLA:CPU.
+    ``val``: the view's values times the forward's per-ray weights, ``[C, B]`` (fan), or for
+    the cone beam ``[C, R]`` with ``orbit.row_taps`` zero rows padded on both sides of R,
+    flattened. ``candidates``: for each of the ``orbit.column_taps`` detector columns that
+    can reach a (plane, line) point (the first being the first column above
+    ``centre - column_reach``), ``[P, L]`` arrays: the forward's in-plane weight of that
+    column at the point (recomputed from its plane-crossing parameters), the column (fan)
+    or the offset of its padded row 0 in ``val`` (cone), and for the cone beam the z index
+    of its row 0, its step per row and the inverse step at the point's plane.
     """
-    scale, offset = z_rows[0], z_rows[1]
-    rows = scale.shape[0]
-    lam = jnp.take_along_axis(lam, columns, axis=1)[..., None]  # [n, L, 1]
-    k = jnp.arange(depth, dtype=jnp.float32)
-    slope = jnp.where(lam > 0, lam * dv_over_dz, 1.0)
-    start = jnp.floor((k - 1.0 - (lam * scale[0] + offset)) / slope)  # [n, L, D]
-    step = (scale[-1] - scale[0]) / max(rows - 1, 1)
-    views = jnp.arange(val.shape[0])[:, None, None]
-    total = 0.0
-    for m in range(taps):
-        r = start + m
-        index = jnp.clip(r, 0, rows - 1).astype(jnp.int32)
-        z = lam * (scale[0] + index.astype(jnp.float32) * step) + offset
-        weight = jnp.where((r >= 0) & (r <= rows - 1), jnp.maximum(0.0, 1.0 - jnp.abs(z - k)), 0.0)
-        total = total + weight * val[views, columns[..., None], index]
-    return total
-
-
-def _backproject_chunk(values, params, trig, z_rows, mode: str, orbit: Orbit, depth: int):
-    """Transpose of `_project_chunk` as gathers: ``[n, C, R|B] -> [P, L, D|B]``."""
-    lam0, lam1, t0, t1, weight, inplane2 = (params[:, k] for k in range(NUM_PARAMS))
-    if z_rows is None:
-        val = values * (weight * jnp.sqrt(inplane2))[..., None]
-    else:
-        val = values * weight[..., None] * jnp.sqrt(inplane2[..., None] + z_rows[2] ** 2)
+    lam0, lam1, t0, t1, weight, inplane2 = (params[k] for k in range(NUM_PARAMS))  # [C]
     plane_shape, spacing = orbit.plane_shape, orbit.spacing_yx
     if mode == "x":
         plane_shape, spacing = plane_shape[::-1], spacing[::-1]
-    lines = jnp.asarray(centres(plane_shape[1], spacing[1]), jnp.float32)  # [L]
-    planes = jnp.asarray(centres(plane_shape[0], spacing[0]), jnp.float32)  # [P]
+    lines = jnp.asarray(centres(plane_shape[1], spacing[1]), jnp.float32)[None, :]  # [1, L]
+    planes = jnp.asarray(centres(plane_shape[0], spacing[0]), jnp.float32)[:, None]  # [P, 1]
     line_index = jnp.arange(plane_shape[1], dtype=jnp.float32)
-    sin, cos = trig[:, :1], trig[:, 1:]  # [n, 1]
+    j = jnp.arange(plane_shape[0], dtype=jnp.float32)[:, None]  # [P, 1]
+    px, py = (lines, planes) if mode == "y" else (planes, lines)
+    sin, cos = trig[0], trig[1]
     distance = orbit.source_origin + orbit.origin_detector
+    u = distance * (px * cos + py * sin) / (orbit.source_origin - (px * sin - py * cos))
+    centre = u / orbit.du + orbit.cols / 2 - 0.5  # [P, L] column through each point
+    start = jnp.floor(centre - orbit.column_reach) + 1.0
+    if z_rows is None:
+        val = values * (weight * jnp.sqrt(inplane2))[:, None]
+    else:
+        val = values * weight[:, None] * jnp.sqrt(inplane2[:, None] + z_rows[2] ** 2)
+        val = jnp.pad(val, ((0, 0), (orbit.row_taps, orbit.row_taps))).reshape(-1)
+        scale, offset = z_rows[0], z_rows[1]
+        rows = scale.shape[0]
+        step = (scale[-1] - scale[0]) / max(rows - 1, 1)
+    candidates = []
+    for m in range(orbit.column_taps):
+        c = start + m
+        index = jnp.clip(c, 0, orbit.cols - 1).astype(jnp.int32)  # [P, L]
+        t = t0[index] + t1[index] * j
+        w = jnp.where((c >= 0) & (c <= orbit.cols - 1),
+                      jnp.maximum(0.0, 1.0 - jnp.abs(t - line_index)), 0.0)
+        if z_rows is None:
+            candidates.append((w, index))
+            continue
+        lam = lam0[index] + lam1[index] * j  # as in the forward
+        slope = jnp.where(lam > 0, lam * orbit.dv_over_dz, 1.0)
+        candidates.append((w, index * (rows + 2 * orbit.row_taps) + orbit.row_taps,
+                           lam * scale[0] + offset, lam * step, 1.0 / slope))
+    return val, tuple(candidates)
 
-    def plane_term(j):
-        lam = lam0 + lam1 * j  # [n, C], as in the forward
-        first, second = (lines[None, :], planes[j.astype(jnp.int32)])
-        px, py = (first, second) if mode == "y" else (second, first)  # [1, L] / scalar
-        u = distance * (px * cos + py * sin) / (orbit.source_origin - (px * sin - py * cos))
-        centre = u / orbit.du + orbit.cols / 2 - 0.5  # [n, L] column through the point
-        start = jnp.floor(centre - orbit.column_reach)
-        total = 0.0
-        for m in range(orbit.column_taps):
-            c = start + m
-            index = jnp.clip(c, 0, orbit.cols - 1).astype(jnp.int32)
-            t = jnp.take_along_axis(t0, index, axis=1) + jnp.take_along_axis(t1, index, axis=1) * j
-            w = jnp.where((c >= 0) & (c <= orbit.cols - 1),
-                          jnp.maximum(0.0, 1.0 - jnp.abs(t - line_index)), 0.0)
-            if z_rows is None:
-                sheet = jnp.take_along_axis(val, index[..., None], axis=1)
-            else:
-                sheet = _z_transpose(val, lam, index, z_rows, depth, orbit.row_taps,
-                                     orbit.dv_over_dz)
-            total = total + jnp.einsum("nl,nlb->lb", w, sheet)
+
+def _view_apply(val, candidates, depth: int, row_taps: int, rows: int) -> jax.Array:
+    """One view's backprojection from its `_view_setup` tables: ``[P, L, D|B]``.
+
+    Cone beam: rows r of a column reaching z voxel k satisfy |z_r - k| < 1 with
+    z_r = z0 + r dz_r (the forward's z index, scale[r] as scale[0] + r step, equal to its
+    table up to float32 rounding); the ``row_taps`` candidates start at the first row
+    above k - 1, and those outside the detector read the zero padding (no bounds test).
+    """
+    total = 0.0
+    if row_taps == 0:  # fan beam: a slice-contiguous gather per candidate
+        for w, index in candidates:
+            total = total + w[..., None] * val[index]
         return total
-
-    return jax.lax.map(plane_term, jnp.arange(plane_shape[0], dtype=jnp.float32))
+    k = jnp.arange(depth, dtype=jnp.float32)
+    for w, base, z0, dz, inverse in candidates:
+        z0, dz, inverse = z0[..., None], dz[..., None], inverse[..., None]
+        first = jnp.clip(jnp.floor((k - 1.0 - z0) * inverse) + 1.0, -row_taps, rows)
+        # Unsigned (the padding makes every index >= 0): no negative-index wrap per gather.
+        index = (base[..., None] + first.astype(jnp.int32)).astype(jnp.uint32)  # [P, L, D]
+        sheet = 0.0
+        for m in range(row_taps):
+            weight = jnp.maximum(0.0, 1.0 - jnp.abs(z0 + (first + m) * dz - k))
+            sheet = sheet + weight * val.at[index + np.uint32(m)].get(mode="promise_in_bounds")
+        total = total + w[..., None] * sheet
+    return total
 
 
 def backproject_pass(values: jax.Array, mode: str, params: jax.Array, trig: jax.Array, z_rows,
@@ -316,22 +325,33 @@ def backproject_pass(values: jax.Array, mode: str, params: jax.Array, trig: jax.
     """The transpose of `project_pass` written as gathers (no scatter):
     ``[n, C, R or B] -> [H, W, D or B]`` (D: z voxels; B: the fan beam's slices).
 
+    Voxel-driven, a scan over the views: every (plane, line) point of the volume finds the
+    ``orbit.column_taps`` detector columns whose rays can reach it, and (cone beam) for each
+    z voxel the ``orbit.row_taps`` rows of that column, with the forward's own weights. The
+    per-view ``[P, L]`` tables (`_view_setup`) are computed one step ahead and carried, so
+    that XLA materialises them instead of recomputing them for every voxel inside the fused
+    gather (`_view_apply`); memory is the volume plus a view's tables.
+
     Args:
       values: ``[n, C, R|B]``; params ``[n, NUM_PARAMS, C]``; trig ``[n, 2]`` (sin, cos of
         each view's angle); z_rows as for `project_pass`; orbit from `make_orbit`;
-      depth: D (cone) or B (fan); chunk: views per step.
+      depth: D (cone) or B (fan); chunk: unused (the forward's views per step).
     """
-    count = params.shape[0]
-    num_chunks = -(-count // chunk)
-    pad = num_chunks * chunk - count
-    chunks = (jnp.pad(values, ((0, pad), (0, 0), (0, 0))).reshape(num_chunks, chunk,
-                                                                   *values.shape[1:]),
-              jnp.pad(params, ((0, pad), (0, 0), (0, 0))).reshape(num_chunks, chunk,
-                                                                   *params.shape[1:]),
-              jnp.pad(trig, ((0, pad), (0, 0))).reshape(num_chunks, chunk, 2))
-    total = _scan_sum(lambda c: _backproject_chunk(*c[:2], c[2], z_rows, mode, orbit, depth),
-                      chunks)
-    return planes_first(total, mode)
+    del chunk
+    plane_shape = orbit.plane_shape if mode == "y" else orbit.plane_shape[::-1]
+    rows = 0 if z_rows is None else z_rows[0].shape[0]
+    row_taps = 0 if z_rows is None else orbit.row_taps
+    setup = lambda v, p, t: _view_setup(v, p, t, z_rows, mode, orbit)  # noqa: E731
+    apply = lambda tables: _view_apply(*tables, depth, row_taps, rows)  # noqa: E731
+
+    def step(carry, view):
+        volume, tables = carry
+        return (volume + apply(tables), setup(*view)), None
+
+    volume = jnp.zeros((*plane_shape, depth), jnp.float32)
+    (volume, tables), _ = jax.lax.scan(step, (volume, setup(values[0], params[0], trig[0])),
+                                       (values[1:], params[1:], trig[1:]))
+    return planes_first(volume + apply(tables), mode)
 
 
 # ----- filtered backprojection ---------------------------------------------------------------
