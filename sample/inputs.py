@@ -40,7 +40,8 @@ class Inputs:
       reference: ground truth planes ``[N, R, R]`` in [0, 1] (`prepare.to_planes` of the
         volume), or None (measured sinogram only).
       affine: ``[4, 4]`` NIfTI affine of ``prepare.from_planes(reference, plane)``, the
-        result's grid in the input's orientation.
+        result's grid in the prior's orientation (``prepare.restore_orientation`` with
+        ``grid`` puts it back in the input's).
       operator: the operator of ``operator.kind`` (`operators.protocol`) acting on the planes.
       measurement: ``A(reference)`` (+ noise), of ``operator.measurement_shape(N)``; or a
         measured sinogram.
@@ -90,21 +91,26 @@ def load_volume(data, resolution: int, notes: list | None = None
                              phantom_seed=data.phantom_seed, phantom_slices=data.phantom_slices)
 
 
-def orientation_plan(affine, codes) -> tuple[tuple[str, str, str] | None, str, list[str]]:
+#: Why an input is not reoriented when there are no codes to reorient to.
+NO_CODES = ("the prior records no orientation (set --config.prior.orientation=CODES to "
+            "reorient)")
+
+
+def orientation_plan(affine, codes, why: str = NO_CODES
+                     ) -> tuple[tuple[str, str, str] | None, str, list[str]]:
     """``(input codes, log line, obliquity notes)`` of reorienting ``affine`` to ``codes``.
 
-    The input codes are None when there is nothing to do (``codes`` None, or the input
-    already in them). Without ``codes`` an oblique affine is no problem (nothing is
-    reoriented); with them, `orientation.check_obliquity` refuses an ambiguous one.
+    The input codes are None when there is nothing to do (``codes`` None, for the reason
+    ``why``, or the input already in them). Without ``codes`` an oblique affine is no
+    problem (nothing is reoriented); with them, `orientation.check_obliquity` refuses an
+    ambiguous one.
     """
     if codes is None:
         try:
             name = "".join(orientation.axis_codes(affine))
         except orientation.OrientationError:
             name = "oblique"
-        return None, (f"input orientation {name}; the prior records none (set "
-                      "--config.prior.orientation=CODES to reorient): used in its stored "
-                      "array order"), []
+        return None, f"input orientation {name}: used in its stored array order; {why}", []
     with config_keys(**DATA_KEYS):
         found, tilt = orientation.axis_codes(affine), orientation.check_obliquity(affine)
     name, codes = "".join(found), tuple(codes)
@@ -114,8 +120,8 @@ def orientation_plan(affine, codes) -> tuple[tuple[str, str, str] | None, str, l
                    f"{orientation.describe(found, codes)}"), tilt
 
 
-def orient(volume, affine, codes, plane: str = "axial", notes: list | None = None
-           ) -> tuple[np.ndarray, np.ndarray, tuple[str, str, str] | None]:
+def orient(volume, affine, codes, plane: str = "axial", notes: list | None = None,
+           why: str = NO_CODES) -> tuple[np.ndarray, np.ndarray, tuple[str, str, str] | None]:
     """The volume in the prior's axis ``codes`` (`orientation.reorient`), before anything else.
 
     Args:
@@ -123,6 +129,7 @@ def orient(volume, affine, codes, plane: str = "axial", notes: list | None = Non
       codes: the prior's axis codes (`prior.plane_orientation`), or None (used as stored).
       plane: ``data.plane``, whose images must have more than one row and column.
       notes: receives a line naming the input's codes and what was done (`orientation_plan`).
+      why: the reason logged when ``codes`` is None.
 
     Returns:
       ``(volume, affine, input codes)``; the input codes are None when nothing was done
@@ -131,7 +138,7 @@ def orient(volume, affine, codes, plane: str = "axial", notes: list | None = Non
     Raises:
       UserError: an oblique or degenerate affine, or images that are not ``plane`` planes.
     """
-    found, line, tilt = orientation_plan(affine, codes)
+    found, line, tilt = orientation_plan(affine, codes, why)
     if found is not None:
         volume, affine = orientation.reorient(volume, affine, codes)
     if notes is not None:
@@ -231,7 +238,12 @@ def prepare_inputs(key, config, resolution: int, codes=None) -> Inputs:
     source, notes, grid = "measured sinogram", [], None
     if data.path or not data.sinogram:
         volume, affine, source = load_volume(data, resolution, notes)
-        volume, affine, input_codes = orient(volume, affine, codes, plane, notes)
+        why = NO_CODES
+        if data.sinogram and codes is not None:  # y was measured in the stored orientation
+            codes, why = None, (f"a measured sinogram (data.sinogram) fixes the slices' "
+                                f"orientation, so it is not reoriented to the prior's "
+                                f"{''.join(codes)}")
+        volume, affine, input_codes = orient(volume, affine, codes, plane, notes, why)
         grid = input_grid(volume, affine, data, resolution, input_codes)
         reference, affine = preprocess(volume, affine, data, resolution, notes)
     shape = (1, resolution, resolution) if data.sinogram else reference.shape

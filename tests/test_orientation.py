@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import types
 from pathlib import Path
 
 import nibabel.orientations as nio
@@ -215,3 +216,89 @@ def io_affine(path):
     from iscs_jax import io
 
     return io.read_volume(path)[1]
+
+
+# --- the CLI's side: what is reoriented to, errors, and the demo left as it is ------------
+
+def test_the_demo_volumes_are_already_in_their_priors_orientation():
+    """The embedded chest slab (chest128), MRI slab (mri128) and phantom (phantom64) are
+    used bit for bit as before: no reorientation, the very arrays."""
+    import ml_collections
+
+    from iscs_jax import priors
+    from iscs_jax.data import embedded
+    from sample import inputs, prior as prior_lib
+
+    for name, prior_name in (("chest_ct", "chest128"), ("mri", "mri128"),
+                             ("phantom", "phantom64")):
+        volume, affine, _ = embedded.load(name, resolution=16, phantom_slices=3)
+        prior = types.SimpleNamespace(metadata=prior_format_doc(priors.resolve(prior_name)))
+        codes = prior_lib.plane_orientation(prior, ml_collections.ConfigDict({"orientation": ""}))
+        notes = []
+        plane = "coronal" if name == "mri" else "axial"
+        same, same_affine, found = inputs.orient(volume, affine, codes, plane, notes)
+        assert same is volume and same_affine is affine and found is None
+        assert notes == [f"input orientation {''.join(codes)}: already in the prior's "
+                         "orientation"]
+
+
+def prior_format_doc(stem):
+    from iscs_jax.priors import format as prior_format
+
+    return prior_format.read_meta(stem).to_json()
+
+
+def test_prior_orientation_key_overrides_and_is_checked():
+    import ml_collections
+
+    from sample import prior as prior_lib
+    from sample.errors import UserError
+
+    las = types.SimpleNamespace(metadata={"orientation": "LAS"})
+    none = types.SimpleNamespace(metadata={})  # the Gaussian, or a prior file without it
+    key = lambda codes: ml_collections.ConfigDict({"orientation": codes})  # noqa: E731
+    assert prior_lib.plane_orientation(las, key("")) == ("L", "A", "S")
+    assert prior_lib.plane_orientation(las, key("rpi")) == ("R", "P", "I")
+    assert prior_lib.plane_orientation(none, key("")) is None
+    with pytest.raises(UserError, match="prior.orientation='LAX'"):
+        prior_lib.plane_orientation(none, key("LAX"))
+
+
+def test_oblique_inputs_and_images_of_another_plane_are_clear_errors():
+    from sample import inputs
+    from sample.errors import UserError
+
+    volume = np.random.default_rng(0).normal(size=(4, 6, 5))
+    angle = np.radians(45.0)
+    oblique = np.eye(4)
+    oblique[1:3, 1:3] = [[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]
+    with pytest.raises(UserError, match="oblique"):
+        inputs.orient(volume, oblique, ("L", "A", "S"))
+    notes = []  # without codes to reorient to, nothing is refused
+    assert inputs.orient(volume, oblique, None, notes=notes)[2] is None
+    assert "stored array order" in notes[0]
+    sagittal = np.eye(4)[[2, 0, 1, 3]]  # one sagittal image: i -> A, j -> S, k -> R
+    with pytest.raises(UserError, match="holds no axial images.*data.plane"):
+        inputs.orient(volume[:1], sagittal, ("L", "A", "S"))
+    moved, _, found = inputs.orient(volume[:1], sagittal, ("L", "A", "S"), "sagittal")
+    assert found == ("A", "S", "R") and moved.shape == (6, 5, 1)
+
+
+def test_a_measured_sinogram_keeps_the_input_in_its_stored_orientation(tmp_path):
+    """y was measured on the stored slices, so the volume is not reoriented (with a note)."""
+    import jax
+
+    from iscs_jax import cli, io
+    from sample import inputs
+    from sample.cli import PROGRAM
+
+    config, _ = cli.load_config("ct.py:smoke", PROGRAM.configs)
+    hu = np.where(np.random.default_rng(0).random((4, 16, 16)) < 0.5, -1000.0, 40.0)
+    io.write_nifti(tmp_path / "lps.nii.gz", hu, np.diag([-1.0, -1.0, 1.0, 1.0]))  # LPS
+    operator = inputs.make_operator(config.operator, (4, 16, 16))
+    np.save(tmp_path / "y.npy", np.zeros((4, *operator.measurement_shape()), np.float32))
+    config.data.update(path=str(tmp_path / "lps.nii.gz"), sinogram=str(tmp_path / "y.npy"))
+    result = inputs.prepare_inputs(jax.random.key(0), config, 16, codes=("L", "A", "S"))
+    assert result.grid.orientation is None
+    assert any("input orientation LPS: used in its stored array order; a measured sinogram"
+               in note for note in result.notes), result.notes
