@@ -154,3 +154,5 @@ def test_shipped_priors_record_their_training_data_orientation():
     assert found == {**slab, "phantom64": prior_format.PHANTOM_ORIENTATION}
     assert found == {"chest128": "LAS", "mri128": "RAS", "phantom64": "LPI"}
     assert prior_format.training_orientation("ras", "ignored.nii") == "RAS"
+    with pytest.raises(ValueError, match="data.orientation"):
+        prior_format.training_orientation(None, "scans/")

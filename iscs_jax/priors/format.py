@@ -171,6 +171,10 @@ def training_orientation(codes: str | None = None, path: str | None = None) -> s
 
     Returns:
       axis codes such as ``"LAS"``.
+
+    Raises:
+      ValueError: ``path`` is not one NIfTI file (a folder or a glob of volumes, whose
+        orientations may differ) and no ``codes`` are given.
     """
     from iscs_jax import io, orientation
     from iscs_jax.data import packaged
@@ -179,6 +183,11 @@ def training_orientation(codes: str | None = None, path: str | None = None) -> s
         return "".join(orientation.normalize_codes(codes))
     if not path:
         return PHANTOM_ORIENTATION
+    if not io.is_nifti(path):
+        raise ValueError(f"The training data {path!r} is not one NIfTI file, so its "
+                         "orientation is not one file's: reorient the training volumes to "
+                         "one set of axis codes (iscs_jax.orientation.reorient) and record "
+                         "them as data.orientation (e.g. 'LAS').")
     return "".join(orientation.axis_codes(io.read_affine(packaged.resolve(path))))
 
 
