@@ -154,12 +154,21 @@ def compile_train_step(graphdef, tx, config, mesh):
 
 
 def init_or_restore(config, workdir: str, tx, mesh):
-    """``(graphdef, state, manager)``: fresh state, or the newest readable checkpoint."""
+    """``(graphdef, state, manager)``: fresh state, or the newest readable checkpoint.
+
+    Step directories that cannot be read, and those a killed save left half-written, are
+    moved into ``checkpoints/damaged/`` (`iscs_jax.checkpoint.restore_or_set_aside`), each
+    named in a printed line, and the run resumes from the newest readable step.
+    """
     graphdef, state = create_train_state(config, tx)
     state = place_state(state, mesh)
-    manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"),
-                                      config.checkpoint.every, config.checkpoint.keep)
-    restored, step = checkpoint.restore_latest(manager, state)
+    directory = os.path.join(workdir, "checkpoints")
+    moved = checkpoint.set_aside_partial(directory) if jax.process_index() == 0 else []
+    manager = checkpoint.make_manager(directory, config.checkpoint.every,
+                                      config.checkpoint.keep)
+    restored, step, unreadable = checkpoint.restore_or_set_aside(manager, state)
+    for record in moved + unreadable:
+        print(f"Set aside {record.describe()}", flush=True)
     if restored is not None:
         print(f"Resumed from checkpoint step {step} in {workdir}", flush=True)
         state = restored
