@@ -1,0 +1,195 @@
+"""The folder source (`train.dataset`), its logs (`train.logs`) and volume discovery
+(`iscs_jax.data.volumes`): split by volume, pure batches, bounded memory, exact resume after a
+SIGKILL, TensorBoard events, and 2 processes x 2 devices = 1 process x 4 devices."""
+
+import json
+import struct
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from device_checks import TESTS, _env, local_address, run_processes
+from iscs_jax import checkpoint, io, parallel
+from iscs_jax.data import volumes
+from train import dataset
+from train_folder_check import tiny_config
+
+CHECK = str(TESTS / "train_folder_check.py")
+
+
+def write_volumes(folder, count, shape=(6, 20, 16), first=0):
+    """``count`` CT-like NIfTI volumes (air around a disc of varying HU) in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:shape[1], :shape[2]]
+    disc = (yy - shape[1] / 2) ** 2 + (xx - shape[2] / 2) ** 2 < (0.35 * min(shape[1:])) ** 2
+    for i in range(first, first + count):
+        levels = np.linspace(-200.0, 400.0, shape[0])[:, None, None] + 20.0 * i
+        volume = np.where(disc, levels, -1000.0).astype(np.float32)
+        io.write_nifti(folder / f"vol{i:02d}.nii.gz", volume, np.diag([-1.0, 1.0, 2.0, 1.0]))
+    return folder
+
+
+def read_events(folder):
+    """``{tag: [(step, value or None for images)]}`` of the TensorBoard event files in
+    ``folder`` (TFRecord frames: length, crc, Event proto, crc)."""
+    from tensorboardX.proto import event_pb2
+
+    tags = {}
+    for path in sorted(folder.iterdir()):
+        data, i = path.read_bytes(), 0
+        while i < len(data):
+            (size,) = struct.unpack("<Q", data[i:i + 8])
+            event = event_pb2.Event.FromString(data[i + 12:i + 12 + size])
+            i += 16 + size
+            for value in event.summary.value:
+                number = value.simple_value if value.HasField("simple_value") else None
+                tags.setdefault(value.tag, []).append((event.step, number))
+    return tags
+
+
+def test_volumes_are_found_in_a_folder_a_glob_and_a_list_file(tmp_path):
+    scans = write_volumes(tmp_path / "scans", 3)
+    (scans / "notes.txt").write_text("not a volume list")  # a folder's text files are skipped
+    expected = [(f"vol{i:02d}", scans / f"vol{i:02d}.nii.gz") for i in range(3)]
+    assert volumes.find_volumes(str(scans)) == expected
+    assert volumes.find_volumes(str(scans / "vol0[02].nii.gz")) == expected[::2]
+    listing = tmp_path / "list.txt"
+    listing.write_text("# training scans\nscans/vol02.nii.gz\n\n" + f"{scans / 'vol00.nii.gz'}\n")
+    assert volumes.find_volumes(str(listing)) == [expected[2], expected[0]]  # the list's order
+    assert volumes.find_volumes(str(expected[1][1])) == [expected[1]]  # one volume
+    (tmp_path / "empty").mkdir()
+    bad = {str(tmp_path / "nowhere"): "does not exist", str(tmp_path / "empty"): "a folder without",
+           str(scans / "*.nii"): "matches 0 path", str(scans / "notes.txt"): "line 1: 'not a"}
+    for path, message in bad.items():
+        with pytest.raises(io.VolumeError, match=message):
+            volumes.find_volumes(path)
+
+
+def test_the_split_is_by_volume_recorded_and_checked_on_resume(tmp_path):
+    scans = write_volumes(tmp_path / "scans", 8)
+    config = tiny_config(str(scans))
+    source = dataset.FolderSource(config.data, 4, str(tmp_path / "run"))
+    train = {n for n, _ in source.split["train"]}
+    val = {n for n, _ in source.split["val"]}
+    assert len(val) == 2 and len(train) == 6 and not train & val  # round(0.25 * 8)
+    saved = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert [e["name"] for e in saved["val"]] == sorted(val)
+    assert [e["planes"] for e in saved["train"]] == [6] * 6
+    assert source.validation().shape == (2, 16, 16)
+    explicit = config.data.copy_and_resolve_references()
+    explicit.val_paths = str(scans / "vol0[01].nii.gz")
+    split = dataset.split_volumes(explicit)
+    assert [n for n, _ in split["val"]] == ["vol00", "vol01"] and len(split["train"]) == 6
+    with pytest.raises(checkpoint.CheckpointError, match="another split of volumes"):
+        dataset.FolderSource(explicit, 4, str(tmp_path / "run"))
+    explicit.train_paths = str(scans / "vol01.nii.gz")
+    with pytest.raises(io.VolumeError, match="share volumes"):
+        dataset.split_volumes(explicit)
+
+
+def test_batches_are_a_pure_function_of_the_step_and_each_host_builds_its_rows(tmp_path):
+    scans = write_volumes(tmp_path / "scans", 5)
+    config = tiny_config(str(scans))
+    config.data.update(val_fraction=0.0, flips=True, mix_volumes=2)
+    small = dataset.FolderSource(config.data, 4, str(tmp_path / "a"))
+    config.data.cache_volumes = 5
+    large = dataset.FolderSource(config.data, 4, str(tmp_path / "b"))
+    whole = np.stack(list(small.batches([0, 1, 2, 3], 0, 12)))  # 48 examples: 2 epochs
+    assert whole.shape == (12, 4, 16, 16) and small.cache.size == 2
+    np.testing.assert_array_equal(np.stack(list(large.batches([0, 1, 2, 3], 0, 12))), whole)
+    np.testing.assert_array_equal(np.stack(list(small.batches([0, 1, 2, 3], 7, 12))), whole[7:])
+    halves = [np.stack(list(large.batches(rows, 0, 12))) for rows in ([0, 1], [2, 3])]
+    np.testing.assert_array_equal(np.concatenate(halves, axis=1), whole)
+    assert not np.array_equal(whole[0], whole[6])  # another epoch, other draws
+    # Volumes are mixed 2 at a time: a batch reads few volumes, so the 2-volume cache rereads
+    # each volume about once per epoch (5 counting reads + ~5 per epoch), not per batch.
+    assert small.cache.loads <= 5 + 2 * 6
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A compilation cache shared by this module's training processes."""
+    return str(tmp_path_factory.mktemp("xla_cache"))
+
+
+def _train(volumes_dir, workdir, cache, *extra):
+    return [CHECK, str(volumes_dir), str(workdir), "--compilation_cache", cache, *extra]
+
+
+def _report(done):
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow  # four training processes, two at a time: ~40 s
+def test_memory_is_bounded_by_the_cache_and_a_killed_run_resumes_bit_identically(tmp_path,
+                                                                                  cache):
+    """16 volumes vs 4: peak resident memory within 1.3x (volumes large enough that holding
+    all 16 would not be); a run SIGKILLed at step 13 resumes to the uninterrupted params."""
+    shape = (48, 160, 160)  # 4.9 MB float32, read as float64: holding 16 would add > 150 MB
+    four = write_volumes(tmp_path / "four", 4, shape)
+    sixteen = write_volumes(tmp_path / "sixteen", 16, shape)
+    first = run_processes([_train(four, tmp_path / "w4", cache),
+                           _train(sixteen, tmp_path / "killed", cache, "--kill_at", "13")])
+    small = _report(first[0])
+    assert first[1].returncode == -9, first[1].stderr[-3000:]
+    second = run_processes([_train(sixteen, tmp_path / "w16", cache),
+                            _train(sixteen, tmp_path / "killed", cache)])
+    large, _ = _report(second[0]), _report(second[1])
+    assert large["maxrss_mb"] <= 1.3 * small["maxrss_mb"], (large, small)
+    straight, resumed = np.load(tmp_path / "w16" / "params.npz"), np.load(
+        tmp_path / "killed" / "params.npz")
+    assert len(straight.files) > 10
+    for name in straight.files:
+        np.testing.assert_array_equal(resumed[name], straight[name])
+    records = [json.loads(line) for line in
+               (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [5, 10, 15, 20]  # logged once each despite the kill
+    assert [r["step"] for r in records if "val_loss" in r] == [10, 20]
+    assert all(np.isfinite(r["val_loss"]) for r in records if "val_loss" in r)
+    events = read_events(tmp_path / "w16" / "tensorboard")
+    logged = {r["step"]: r["val_loss"] for r in records if "val_loss" in r}
+    assert [s for s, _ in events["val/loss"]] == [10, 20]
+    np.testing.assert_allclose([v for _, v in events["val/loss"]],
+                               [logged[10], logged[20]], rtol=1e-6)  # deterministic validation
+    assert [s for s, _ in events["train/loss"]] == [5, 10, 15, 20]
+    assert events["samples/clean_noisy_denoised"][0][0] == 20
+    assert json.loads((tmp_path / "w16" / "split.json").read_text())["val"]  # 4 held out
+
+
+@pytest.mark.slow  # three processes at once: ~40 s
+def test_two_processes_of_two_devices_train_as_one_process_of_four(tmp_path, cache):
+    scans = write_volumes(tmp_path / "scans", 6)
+    single = subprocess.Popen([sys.executable, *_train(scans, tmp_path / "one", cache)],
+                              env=_env(4), cwd=TESTS.parent, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    address = local_address()
+    pair = run_processes([_train(scans, tmp_path / "two", cache, "--coordinator", address,
+                                 "--num_processes", "2", "--process_id", str(i))
+                          for i in range(2)], devices=2)
+    out, err = single.communicate(timeout=600)
+    one = _report(subprocess.CompletedProcess(single.args, single.returncode, out, err))
+    reports = [_report(done) for done in pair]
+    assert one["devices"] == 4 and [r["process"] for r in reports] == [0, 1]
+    assert all(r["devices"] == 4 for r in reports)
+    a, b = np.load(tmp_path / "one" / "params.npz"), np.load(tmp_path / "two" / "params.npz")
+    diff = np.sqrt(sum(np.sum((a[k] - b[k]) ** 2) for k in a.files))
+    norm = np.sqrt(sum(np.sum(a[k] ** 2) for k in a.files))
+    assert diff <= 1e-5 * norm, diff / norm
+    # one copy of the logs: every step once, one event file, the split and config once
+    steps = [json.loads(line)["step"] for line in
+             (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [5, 10, 15, 20]
+    assert len(list((tmp_path / "two" / "tensorboard").iterdir())) == 1
+    assert (tmp_path / "two" / "split.json").exists() and (tmp_path / "two" / "config.json").exists()
+
+
+def test_local_rows_are_the_rows_of_this_process_devices():
+    mesh = parallel.make_mesh(1, "batch")
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+    assert dataset.local_rows(sharding, 4) == [0, 1, 2, 3]
+    batch = dataset.global_batch(np.arange(32, dtype=np.float32).reshape(4, 2, 4), sharding, 4)
+    assert batch.shape == (4, 2, 4) and float(batch[3, 1, 3]) == 31.0
