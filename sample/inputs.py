@@ -143,7 +143,8 @@ def orient(volume, affine, codes, plane: str = "axial", notes: list | None = Non
         volume, affine = orientation.reorient(volume, affine, codes)
     if notes is not None:
         notes.extend([line, *(f"note: {note}" for note in tilt)])
-    images = prepare.to_planes(volume, plane).shape
+    with config_keys(**DATA_KEYS):  # plane= -> data.plane=
+        images = prepare.to_planes(volume, plane).shape
     if min(images[1:]) == 1 and max(images) > 1:
         raise UserError(f"The input (shape [D, H, W] = {list(volume.shape)} in the prior's "
                         f"orientation) holds no {plane} images: its {plane} planes would be "
