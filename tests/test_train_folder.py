@@ -193,3 +193,15 @@ def test_local_rows_are_the_rows_of_this_process_devices():
     assert dataset.local_rows(sharding, 4) == [0, 1, 2, 3]
     batch = dataset.global_batch(np.arange(32, dtype=np.float32).reshape(4, 2, 4), sharding, 4)
     assert batch.shape == (4, 2, 4) and float(batch[3, 1, 3]) == 31.0
+
+
+def test_the_cli_names_a_bad_data_path_and_writes_nothing(tmp_path, capsys):
+    from train.__main__ import main
+
+    for path, message in (("", "data.path is empty"), (str(tmp_path / "no"), "does not exist")):
+        argv = ["--config", "train_folder.py:smoke", f"--config.data.path={path}",
+                "--workdir", str(tmp_path / "work")]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "work").exists()

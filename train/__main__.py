@@ -17,10 +17,12 @@ PROGRAM = cli.Program(
     summary=("Trains an EDM prior; re-running the same command resumes from the newest "
              "checkpoint in --workdir."),
     config=("a training config: a shipped name (train_phantom.py, train_chest128.py, "
-            "train_mri128.py) or a path; ':smoke' trains a tiny model in seconds, "
+            "train_mri128.py, train_folder.py: your own scans, --config.data.path=DIR) or a "
+            "path; ':smoke' trains a tiny model in seconds, "
             "--config.KEY=VALUE sets one field (--config.train.num_steps=500)."),
     configs=cli.sibling(__package__, "configs"),
-    flags=(cli.Flag("workdir", "output folder (checkpoints, metrics.jsonl).", metavar="DIR"),))
+    flags=(cli.Flag("workdir", "output folder (checkpoints, metrics.jsonl, tensorboard/).",
+                    metavar="DIR"),))
 
 
 def _train(args) -> None:

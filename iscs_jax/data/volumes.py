@@ -143,8 +143,12 @@ def find_volumes(path: str, key: str = "data.path") -> list[tuple[str, Path]]:
     volumes = expand_path(path)
     if volumes is not None:
         return volumes
-    given = Path(path).expanduser() if path else None
-    if given is None or not given.exists():
+    if not path:
+        raise io.VolumeError(f"{key} is empty; set --config.{key}=DIR to a folder, a glob "
+                             "('scans/*.nii.gz') or a list file (.txt, one path per line) of "
+                             "NIfTI files and DICOM series folders.")
+    given = Path(path).expanduser()
+    if not given.exists():
         raise io.VolumeError(f"{key}={path!r} does not exist; give a folder, a glob "
                              "('scans/*.nii.gz') or a list file (.txt, one path per line) of "
                              "NIfTI files and DICOM series folders.")
