@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from iscs_jax.operators import filters
-from iscs_jax.operators.parallel_beam import _linear_taps, _scan_sum
+from iscs_jax.operators.parallel_beam import _hat, _linear_taps, _scan_sum
 
 #: The two passes, by the in-plane axis the planes are normal to.
 MODES = ("y", "x")
@@ -131,7 +131,7 @@ def planes_first(volume: jax.Array, mode: str) -> jax.Array:
 
 
 def _project_chunk(planes: jax.Array, params: jax.Array, z_rows) -> jax.Array:
-    """One chunk of views of one pass.
+    """One chunk of views (or of rays packed as views) of one pass.
 
     Args:
       planes: ``[P, L, B]`` (B: z for cone beam, slices for fan beam).
@@ -142,22 +142,53 @@ def _project_chunk(planes: jax.Array, params: jax.Array, z_rows) -> jax.Array:
     Returns:
       ``[n, C, R]`` (cone) or ``[n, C, B]`` (fan): line integrals.
     """
+    if z_rows is not None:
+        return _project_chunk_cone(planes, params, z_rows)
     lam0, lam1, t0, t1, weight, inplane2 = (params[:, k] for k in range(NUM_PARAMS))
-    num_lines, depth = planes.shape[1], planes.shape[2]
+    num_lines = planes.shape[1]
 
     def plane_term(inputs):
         plane, j = inputs  # [L, B], scalar
         t = t0 + t1 * j
-        sheet = sum(w[..., None] * plane[k] for k, w in _linear_taps(t, num_lines))  # [n, C, B]
-        if z_rows is None:
-            return sheet
-        z = (lam0 + lam1 * j)[..., None] * z_rows[0] + z_rows[1]  # [n, C, R]
-        return sum(w * jnp.take_along_axis(sheet, k, axis=-1)
-                   for k, w in _linear_taps(z, depth))
+        return sum(w[..., None] * plane[k] for k, w in _linear_taps(t, num_lines))  # [n, C, B]
 
     total = _scan_sum(plane_term, (planes, jnp.arange(planes.shape[0], dtype=jnp.float32)))
-    if z_rows is None:
-        return total * (weight * jnp.sqrt(inplane2))[..., None]
+    return total * (weight * jnp.sqrt(inplane2))[..., None]
+
+
+def _project_chunk_cone(planes: jax.Array, params: jax.Array, z_rows) -> jax.Array:
+    """`_project_chunk` of the cone beam: the bilinear (line, z) interpolation of each plane
+    at every (ray, row), as four gathers from the zero-padded volume.
+
+    The per-(plane, ray) line taps, weights and ray parameters are computed for all planes
+    of the chunk before the scan over planes (``[P, n, C]`` tables), so the fused gather of
+    each plane only computes z. Reading zeros outside the volume replaces the forward's
+    bounds tests: a tap outside the grid has weight 0 there and reads 0 here; positions
+    further out are clamped next to the grid, where their weights are 0.
+    """
+    lam0, lam1, t0, t1, weight, inplane2 = (params[:, k] for k in range(NUM_PARAMS))
+    num_planes, num_lines, depth = planes.shape
+    width = depth + 2  # padded z
+    flat = jnp.pad(planes, ((0, 0), (1, 1), (1, 1))).reshape(-1)
+    j = jnp.arange(num_planes, dtype=jnp.float32)[:, None, None]  # [P, 1, 1]
+    t = t0 + t1 * j  # [P, n, C]
+    line = jnp.clip(jnp.floor(t), -1.0, num_lines - 1.0)
+    base = ((jnp.arange(num_planes, dtype=jnp.int32)[:, None, None] * (num_lines + 2)
+             + line.astype(jnp.int32) + 1) * width + 1)  # padded (plane, line, z = 0)
+    tables = (_hat(t - line), _hat(t - line - 1.0), lam0 + lam1 * j, base)
+    scale, offset = z_rows[0], z_rows[1]
+
+    def plane_term(inputs):
+        w0, w1, lam, base = (x[..., None] for x in inputs)  # [n, C, 1]
+        z = lam * scale + offset  # [n, C, R]
+        k = jnp.clip(jnp.floor(z), -1.0, depth - 1.0)
+        index = (base + k.astype(jnp.int32)).astype(jnp.uint32)  # >= 0: no wrap test
+        read = lambda shift: flat.at[index + np.uint32(shift)].get(  # noqa: E731
+            mode="promise_in_bounds")
+        return (_hat(z - k) * (w0 * read(0) + w1 * read(width))
+                + _hat(z - k - 1.0) * (w0 * read(1) + w1 * read(width + 1)))
+
+    total = _scan_sum(plane_term, tables)
     length = jnp.sqrt(inplane2[..., None] + z_rows[2] ** 2)  # [n, C, R] source-pixel length
     return total * weight[..., None] * length
 
