@@ -12,6 +12,9 @@ affine read from a file can be written back unchanged.
 A DICOM series (one file per slice) is read the same way (`iscs_jax.dicom`): a
 slice's pixel array is ``[rows, columns] = [j, i]`` and slices are sorted along
 the slice normal; the LPS patient coordinates of DICOM become RAS by negating x and y.
+
+Volumes are returned in their stored orientation; `iscs_jax.orientation` names it (axis
+codes of ``(i, j, k)``, e.g. a standard DICOM series is LPS) and reorients it.
 """
 
 from __future__ import annotations
