@@ -15,8 +15,9 @@ Geometry (other code depends on exactly this):
   segment from the source to each pixel centre, in the units of ``voxel_size``.
 
 The discretisation (Joseph's method, separable gathers, chunks of views) is
-described in `operators.divergent`; ``AT`` is its exact transpose, written as gathers
-too (`divergent.backproject_pass`: for each voxel line, the few detector columns and
+described in `operators.divergent`; `A` projects each pass's own rays packed in rows
+(`_packed_rays`), and ``AT`` is its exact transpose, written as gathers too
+(`divergent.backproject_pass`: per view, for each voxel the few detector columns and
 rows whose interpolation taps reach it, with the forward's own weights), and both are
 wrapped in a ``jax.custom_vjp`` so that gradients through ``A`` are ``AT`` (and
 vice versa) without storing per-plane interpolation indices.
@@ -68,7 +69,8 @@ class ConeBeam:
       detector_shape: (rows, cols).
       detector_spacing: (dv, du).
       voxel_size: (dz, dy, dx).
-      view_chunk: views projected together (memory O(view_chunk * cols * (rows + D))).
+      view_chunk: views (rows of ``cols`` rays) `A` projects together (memory
+        O(view_chunk * cols * (rows + D))); `AT` backprojects one view at a time.
       filter: ramp window of `fdk` (a key of ``filters.FILTERS``).
     """
 

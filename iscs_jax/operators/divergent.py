@@ -22,8 +22,12 @@ O(chunk * cols * (rows + D)).
 
 Views whose rays all step along y form the "y pass", those with some rays
 stepping along x also join the "x pass" (a view can be in both: a per-ray mask
-picks the pass). The adjoint is the transpose of this exact program
-(``jax.linear_transpose``), so <A x, y> = <x, AT y> up to float rounding.
+picks the pass; `cone_beam` packs each pass's own rays instead). The adjoint
+(`backproject_pass`) is the transpose of this exact program written as gathers:
+voxel-driven, a scan over views, each voxel reading the few detector columns (and rows)
+whose interpolation taps reach it with the forward's own weights; it equals
+``jax.linear_transpose`` of the forward (`transpose_pass`, scatter-adds) to float32
+rounding, so <A x, y> = <x, AT y> up to float rounding.
 """
 
 from __future__ import annotations
