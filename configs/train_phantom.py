@@ -42,5 +42,6 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         final_lr_fraction=0.05, weight_decay=1e-4, grad_clip=1.0, ema_decay=0.995,
         sigma_min=0.01, sigma_max=50.0, log_every=25,
         chains=2,  # two independent halves of the batch per step (configs.base.unet128_train)
+        dtype="float32",  # or bfloat16 (GPUs/TPUs): see train.models
     ))
     return apply_arguments(config, arg, ARGUMENTS)

@@ -20,7 +20,7 @@ from iscs_jax import checkpoint, cli, parallel, priors
 from iscs_jax.data import nifti
 from iscs_jax.priors import format as prior_format
 
-from . import loop
+from . import loop, models
 
 PROGRAM = cli.Program(
     name="python -m train.export",
@@ -63,7 +63,8 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 def restore_ema(workdir: str, config: ml_collections.ConfigDict):
-    """``(ema_params pure dict, step)`` from the newest readable checkpoint."""
+    """``(ema_params pure dict, step)`` from the newest readable checkpoint; the network's
+    fixed buffers (NCSN++'s Fourier frequencies and ``sigmas``) are included."""
     tx = loop.make_optimizer(config)
     _, target = loop.create_train_state(config, tx)
     target = loop.place_state(target, parallel.make_mesh(1, "batch"))
@@ -73,7 +74,7 @@ def restore_ema(workdir: str, config: ml_collections.ConfigDict):
     manager.close()
     if state is None:
         raise ValueError(f"No checkpoint in {workdir}/checkpoints to export.")
-    return jax.device_get(state["ema"]), step
+    return jax.device_get(models.full_params(state["ema"], state.get("buffers", {}))), step
 
 
 def last_loss(workdir: str):
@@ -100,10 +101,10 @@ def export(workdir: str, name: str, out_dir: str, command: str | None = None,
     config = read_config(workdir)
     ema, step = restore_ema(workdir, config)
     meta = prior_format.PriorMeta(
-        name=name, architecture="unet", config=loop.model_config(config).to_dict(),
-        parameterisation={"kind": "edm", "sigma_data": config.model.sigma_data,
-                          "data_mean": config.model.data_mean},
-        resolution=config.data.resolution, channels=config.model.channels,
+        name=name, architecture=models.architecture(config),
+        config=loop.model_config(config).to_dict(),
+        parameterisation=models.objective(config).parameterisation(),
+        resolution=config.data.resolution, channels=models.channels(config),
         intensity=intensity(config), sigma_min=config.train.sigma_min,
         sigma_max=config.train.sigma_max,
         orientation=prior_format.training_orientation(config.data.get("orientation", None),

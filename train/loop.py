@@ -23,16 +23,16 @@ import optax
 from flax import nnx
 
 from iscs_jax import checkpoint, parallel, xla_options
-from iscs_jax.models import UNet, UNetConfig, edm_loss_weight, precondition
-from . import dataset, logs
+from iscs_jax.models import precondition
+from . import dataset, logs, models
 
 log = logging.getLogger(__name__)
 
 
-def model_config(config: ml_collections.ConfigDict) -> UNetConfig:
-    """The `UNetConfig` from ``config.model`` (extra keys such as sigma_data ignored)."""
-    keys = {f for f in UNetConfig.__dataclass_fields__}
-    return UNetConfig.from_dict({k: v for k, v in config.model.to_dict().items() if k in keys})
+def model_config(config: ml_collections.ConfigDict):
+    """The `UNetConfig` (or, with ``model.architecture="ncsnpp"``, the ``NCSNppConfig``) from
+    ``config.model`` (`train.models.model_config`; extra keys such as sigma_data ignored)."""
+    return models.model_config(config)
 
 
 def make_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -51,11 +51,13 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
 
 
 def create_train_state(config: ml_collections.ConfigDict, tx: optax.GradientTransformation):
-    """Initial ``(graphdef, state)``; ``state`` is the checkpointed pytree."""
-    model = UNet(model_config(config), config.data.resolution,
-                 rngs=nnx.Rngs(config.train.seed))
-    graphdef, params = nnx.split(model)
-    params = params.to_pure_dict()
+    """Initial ``(graphdef, state)``; ``state`` is the checkpointed pytree.
+
+    ``state["params"]`` holds the trainable `nnx.Param` values (float32 whatever
+    ``train.dtype``); a network with other variables (NCSN++'s fixed `Buffer`s) also has
+    ``state["buffers"]``, which are neither optimised nor averaged (`train.models.split`).
+    """
+    graphdef, params, buffers = models.split(models.build(config, config.train.seed))
     state = {
         "step": jnp.zeros((), jnp.int32),
         "params": params,
@@ -63,13 +65,16 @@ def create_train_state(config: ml_collections.ConfigDict, tx: optax.GradientTran
         "ema": jax.tree.map(jnp.copy, params),
         "rng": jax.random.key_data(jax.random.key(config.train.seed + 1)),
     }
+    if buffers:  # absent for the U-Net: its checkpoints keep their structure
+        state["buffers"] = buffers
     return graphdef, state
 
 
 def edm_loss(graphdef, params, batch: jax.Array, key: jax.Array, *, sigma_min: float,
              sigma_max: float, sigma_data: float, data_mean: float,
              chains: int = 1) -> jax.Array:
-    """EDM-weighted denoising loss with sigma log-uniform in [sigma_min, sigma_max].
+    """EDM-weighted denoising loss of a U-Net (`train.models.denoising_loss` with the EDM
+    `train.models.Objective`), sigma log-uniform in [sigma_min, sigma_max].
 
     Args:
       batch: clean images ``[B, H, W]``.
@@ -79,16 +84,9 @@ def edm_loss(graphdef, params, batch: jax.Array, key: jax.Array, *, sigma_min: f
     Returns:
       scalar mean of lambda(sigma) |D(x + sigma n, sigma) - x|^2 per pixel.
     """
-    k_sigma, k_noise = jax.random.split(key)
-    b = batch.shape[0]
-    u = jax.random.uniform(k_sigma, (b,))
-    sigma = sigma_min * (sigma_max / sigma_min) ** u
-    noisy = batch + sigma[:, None, None] * jax.random.normal(k_noise, batch.shape)
-    model = nnx.merge(graphdef, params)
-    parts = zip(jnp.split(noisy, chains), jnp.split(sigma, chains))
-    x0_hat = jnp.concatenate([precondition(model, n, s, sigma_data, data_mean) for n, s in parts])
-    per_sample = jnp.mean((x0_hat - batch) ** 2, axis=(1, 2))
-    return jnp.mean(edm_loss_weight(sigma, sigma_data) * per_sample)
+    return models.denoising_loss(graphdef, params, {}, batch, key,
+                                 models.Objective("edm", sigma_data, data_mean),
+                                 sigma_min=sigma_min, sigma_max=sigma_max, chains=chains)
 
 
 def chains(config: ml_collections.ConfigDict) -> int:
@@ -109,17 +107,22 @@ def check_batch(config: ml_collections.ConfigDict, num_devices: int) -> None:
 
 def make_train_step(graphdef, tx: optax.GradientTransformation,
                     config: ml_collections.ConfigDict) -> Callable:
-    """``train_step(state, batch [B, H, W]) -> (state, metrics)``, pure (jit it)."""
+    """``train_step(state, batch [B, H, W]) -> (state, metrics)``, pure (jit it).
+
+    The objective is the architecture's (`train.models.objective`: EDM for the U-Net, VE
+    denoising score matching for NCSN++); the network computes in ``train.dtype``.
+    """
     loss_kw = dict(sigma_min=config.train.sigma_min, sigma_max=config.train.sigma_max,
-                   sigma_data=config.model.sigma_data, data_mean=config.model.data_mean,
                    chains=chains(config))
+    objective = models.objective(config)
     ema_decay = config.train.ema_decay
 
     def train_step(state, batch):
         step = state["step"]
         key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), step)
-        loss, grads = jax.value_and_grad(
-            lambda p: edm_loss(graphdef, p, batch, key, **loss_kw))(state["params"])
+        buffers = state.get("buffers", {})
+        loss, grads = jax.value_and_grad(lambda p: models.denoising_loss(
+            graphdef, p, buffers, batch, key, objective, **loss_kw))(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         decay = jnp.minimum(ema_decay, (1.0 + step) / (10.0 + step))
@@ -144,10 +147,10 @@ def place_state(state, mesh):
 
 def compile_train_step(graphdef, tx, config, mesh):
     """The jitted train step: state replicated, batch sharded on its leading axis, compiled
-    with `iscs_jax.xla_options` for the U-Net's widest convolution."""
+    with `iscs_jax.xla_options` for the network's widest convolution."""
     step_fn = make_train_step(graphdef, tx, config)
     rep = parallel.replicated(mesh)
-    widest = config.model.base_width * max(config.model.channel_mults)
+    widest = models.widest_channels(config)
     return xla_options.jit(step_fn, channels=widest, num_devices=mesh.size, donate_argnums=0,
                            in_shardings=(rep, parallel.leading_axis_sharding(mesh)),
                            out_shardings=(rep, rep))
