@@ -17,7 +17,8 @@ small = 64^3 with 64 views of 128 x 128, large = 128^3 with 128 views of 256 x 2
 Ours runs jitted on the one JAX CPU device (which uses every core XLA gives it); RTK's
 ``JosephForwardProjectionImageFilter`` / ``JosephBackProjectionImageFilter`` run with
 ``--threads`` ITK threads. Each time is the median of ``--repeats`` runs after a warm-up
-(compilation excluded). As a check that both compute the same thing, the projections of a
+(compilation excluded), the six projections timed round-robin so that a shared machine's
+load falls on all alike. As a check that both compute the same thing, the projections of a
 centred isotropic Gaussian (the same from any orbit convention) are compared. mbirjax's
 ``ConeBeamModel`` gets the same geometry in mm (its ALU): 2 mm channels and rows, unit voxels,
 an n^3 volume without its region-of-reconstruction mask (it projects every voxel, as we do);
@@ -52,16 +53,6 @@ def parse_args():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--view-chunk", type=int, default=8)
     return parser.parse_args()
-
-
-def median_seconds(fn, repeats):
-    fn()  # warm-up (compiles ours)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def gaussian_ball(n):
@@ -133,19 +124,19 @@ def mbirjax_projector(n, views, pixels, source, distance):
     return forward, back
 
 
-def compare(label, ours, theirs_fn, args):
-    """Times ``theirs_fn() -> (forward, back, check)`` and prints ratios to ``ours``."""
-    try:
-        forward, back, y_theirs = theirs_fn()
-    except ImportError as error:
-        print(f"  {label}: not installed ({error.name}): no comparison", flush=True)
-        return
-    a = median_seconds(forward, args.repeats)
-    at = median_seconds(back, args.repeats)
-    diff = np.linalg.norm(ours["y"] - y_theirs) / np.linalg.norm(y_theirs)
-    print(f"  {label}: A {a:.3f} s, AT {at:.3f} s; ours / {label.split()[0]}: "
-          f"A {ours['A'] / a:.2f}x, AT {ours['AT'] / at:.2f}x (time ratio, < 1 = ours "
-          f"faster); centred-Gaussian projections differ by {diff:.2%} (rel. L2)", flush=True)
+def interleaved_medians(fns, repeats):
+    """Median seconds of each callable in ``fns`` (name -> fn), after one warm-up call each,
+    timed round-robin (one call of each per round) so that a shared machine's load falls
+    on all of them alike."""
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def run_case(name, args):
@@ -158,28 +149,40 @@ def run_case(name, args):
     x = jnp.asarray(ball)
     forward, adjoint = jax.jit(op.A), jax.jit(op.AT)
     y = forward(x).block_until_ready()
-    ours_a = median_seconds(lambda: forward(x).block_until_ready(), args.repeats)
-    ours_at = median_seconds(lambda: adjoint(y).block_until_ready(), args.repeats)
-    per = 1e9 / (n**3 * views)
-    print(f"{name}: {n}^3, {views} views of {pixels}x{pixels}; ours A {ours_a:.3f} s "
-          f"({ours_a * per:.2f} ns/voxel-view), AT {ours_at:.3f} s "
-          f"({ours_at * per:.2f} ns/voxel-view)", flush=True)
     y_host = np.asarray(y)
-    ours = {"A": ours_a, "AT": ours_at, "y": y_host}
-
-    def rtk():
+    fns = {("ours", "A"): lambda: forward(x).block_until_ready(),
+           ("ours", "AT"): lambda: adjoint(y).block_until_ready()}
+    checks = {}
+    try:
         rtk_forward, rtk_back = rtk_projector(n, views, pixels, source, source + detector,
                                               args.threads)
-        return (lambda: rtk_forward(ball)), (lambda: rtk_back(y_host)), rtk_forward(ball)
-
-    def mbir():
+        fns[("RTK", "A")], fns[("RTK", "AT")] = (lambda: rtk_forward(ball)), (
+            lambda: rtk_back(y_host))
+        checks["RTK"] = rtk_forward(ball)
+    except ImportError:
+        print("  RTK not installed (pip install itk-rtk): no comparison", flush=True)
+    try:
         mbir_forward, mbir_back = mbirjax_projector(n, views, pixels, source, source + detector)
         volume = np.ascontiguousarray(np.moveaxis(ball, 0, -1))  # (y, x, z)
         y_mbir = mbir_forward(volume)
-        return ((lambda: mbir_forward(volume)), (lambda: mbir_back(y_mbir)), np.asarray(y_mbir))
-
-    compare(f"RTK Joseph ({args.threads} threads)", ours, rtk, args)
-    compare("mbirjax", ours, mbir, args)
+        fns[("mbirjax", "A")], fns[("mbirjax", "AT")] = (lambda: mbir_forward(volume)), (
+            lambda: mbir_back(y_mbir))
+        checks["mbirjax"] = np.asarray(y_mbir)
+    except ImportError:
+        print("  mbirjax not installed (see the module docstring): no comparison", flush=True)
+    t = interleaved_medians(fns, args.repeats)
+    per = 1e9 / (n**3 * views)
+    print(f"{name}: {n}^3, {views} views of {pixels}x{pixels}; ours A {t['ours', 'A']:.3f} s "
+          f"({t['ours', 'A'] * per:.2f} ns/voxel-view), AT {t['ours', 'AT']:.3f} s "
+          f"({t['ours', 'AT'] * per:.2f} ns/voxel-view)", flush=True)
+    for label, y_theirs in checks.items():
+        a, at = t[label, "A"], t[label, "AT"]
+        diff = np.linalg.norm(y_host - y_theirs) / np.linalg.norm(y_theirs)
+        threads = f" ({args.threads} ITK threads)" if label == "RTK" else ""
+        print(f"  {label}{threads}: A {a:.3f} s, AT {at:.3f} s; ours / {label}: "
+              f"A {t['ours', 'A'] / a:.2f}x, AT {t['ours', 'AT'] / at:.2f}x (time ratio, "
+              f"< 1 = ours faster); centred-Gaussian projections differ by {diff:.2%} "
+              "(rel. L2)", flush=True)
 
 
 def main():
