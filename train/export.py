@@ -66,8 +66,11 @@ def restore_ema(workdir: str, config: ml_collections.ConfigDict):
     """``(ema_params pure dict, step)`` from the newest readable checkpoint; the network's
     fixed buffers (NCSN++'s Fourier frequencies and ``sigmas``) are included."""
     tx = loop.make_optimizer(config)
-    _, target = loop.create_train_state(config, tx)
-    target = loop.place_state(target, parallel.make_mesh(1, "batch"))
+    # The state's shapes only (traced, never computed: a 256x256 NCSN++ is not initialised).
+    shapes = jax.eval_shape(lambda: loop.create_train_state(config, tx)[1])
+    sharding = parallel.replicated(parallel.make_mesh(1, "batch"))
+    target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+                          shapes)
     manager = checkpoint.make_manager(os.path.join(workdir, "checkpoints"),
                                       config.checkpoint.every, config.checkpoint.keep)
     state, step = checkpoint.restore_latest(manager, target)
