@@ -5,7 +5,7 @@
 
 Trains `tiny_config` (configs/train_folder.py:smoke at 16x16) on the folder ``VOLUMES``,
 then writes the final parameters to ``WORKDIR/params.npz`` (process 0) and prints one JSON
-line: this process's peak resident memory, its process index and its volume reads.
+line: this process's peak resident memory (VmHWM), its process index and its volume reads.
 ``--kill_at STEP`` SIGKILLs the process just before that step runs (after the checkpoints
 before it), as a crash would. With ``--coordinator`` it is one process of a
 ``jax.distributed`` run on localhost. ``--compilation_cache DIR`` shares compiled programs
@@ -15,7 +15,6 @@ before it), as a crash would. With ``--coordinator`` it is one process of a
 import argparse
 import json
 import os
-import resource
 import signal
 import sys
 from pathlib import Path
@@ -35,6 +34,14 @@ def tiny_config(path: str):
                         eval_every=10, sample_every=20)
     config.checkpoint.update(every=10, keep=3)
     return config
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory: ``VmHWM`` (its own address space's high-water
+    mark; ``ru_maxrss`` would start from the parent's peak, which the fork copied)."""
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith("VmHWM"))
+    return int(line.split()[1]) / 1024
 
 
 def main():
@@ -74,7 +81,7 @@ def main():
     leaves = [np.asarray(x) for x in jax.tree.leaves(state["params"])]
     if jax.process_index() == 0:
         np.savez(os.path.join(args.workdir, "params.npz"), *leaves)
-    print(json.dumps({"maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    print(json.dumps({"maxrss_mb": peak_rss_mb(),
                       "process": jax.process_index(), "devices": jax.device_count()}))
 
 
