@@ -202,7 +202,7 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
         f"{len(seeds)} seed(s) {seeds}")
     report.clean_stale(parent, log)
     results = {}
-    with report.result_folder(parent) as folder:
+    with report.write_errors(), report.result_folder(parent) as folder:
         for index, (name, path) in enumerate(volumes):
             for seed in seeds:
                 log(f"== volume {index + 1}/{len(volumes)} {name!r}, seed {seed} ==")

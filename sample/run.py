@@ -339,7 +339,8 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
     if reuse is not None:
         log(f"resuming the unfinished run in {reuse}")
     report.clean_stale(parent, log, keep=reuse)
-    with report.result_folder(parent, reuse=reuse, keep_on_error=every > 0) as folder:
+    with report.write_errors(every > 0), \
+            report.result_folder(parent, reuse=reuse, keep_on_error=every > 0) as folder:
         checkpoints = folder.path / "checkpoints" if every else None
         if every:
             with report.writing(parent):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sample import report
+from iscs_jax import results
 from sample.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +49,38 @@ def no_compile(monkeypatch):
 
 
 # --- item 5: fail before the compute, leave nothing half-written -------------------------
+
+def test_result_folder_is_atomic(tmp_path):
+    parent = tmp_path / "a" / "b"
+    with pytest.raises(RuntimeError):
+        with results.result_folder(parent) as folder:
+            (folder.path / "half.txt").write_text("x")
+            raise RuntimeError("boom")
+    assert not (tmp_path / "a").exists()
+    with results.result_folder(parent) as first:
+        (first.path / "x.txt").write_text("x")
+    with results.result_folder(parent) as second:
+        pass
+    assert first.final != second.final and (first.final / "x.txt").exists()
+    assert sorted(p.name for p in parent.iterdir()) == sorted([first.final.name,
+                                                               second.final.name])
+
+
+def test_result_folders_finishing_together_get_distinct_names(tmp_path):
+    """Runs finishing in the same second (threads here; processes alike) never share a name."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one_run(i):
+        with results.result_folder(tmp_path) as folder:
+            (folder.path / "run.txt").write_text(str(i))
+        return folder.final
+
+    with ThreadPoolExecutor(8) as pool:
+        finals = list(pool.map(one_run, range(16)))
+    assert len(set(finals)) == 16
+    assert sorted((f / "run.txt").read_text() for f in finals) == sorted(map(str, range(16)))
+
+
 
 def test_a_file_in_place_of_the_workdir_exits_2_before_compiling(tmp_path, capsys, monkeypatch):
     no_compile(monkeypatch)
@@ -93,8 +125,8 @@ def test_no_permission_in_the_workdir_exits_2_and_leaves_nothing(tmp_path, capsy
 
 
 def test_check_workdir_accepts_new_and_existing_folders_and_leaves_nothing(tmp_path):
-    report.check_workdir(tmp_path / "a" / "b", tmp_path / "a")
-    report.check_workdir(tmp_path, tmp_path)
+    results.check_workdir(tmp_path / "a" / "b", tmp_path / "a")
+    results.check_workdir(tmp_path, tmp_path)
     assert not any(tmp_path.iterdir())
 
 
@@ -127,7 +159,7 @@ def test_a_checkpointing_run_failing_its_write_is_kept_for_resume(tmp_path, caps
     assert status == 2
     one_paragraph(err, "ENOSPC", "--resume")
     kept = list((tmp_path / "ct").iterdir())
-    assert len(kept) == 1 and (kept[0] / report.RUN_CONFIG).is_file()
+    assert len(kept) == 1 and (kept[0] / results.RUN_CONFIG).is_file()
     status, out, _ = cli(capsys, tmp_path, "--config.checkpoint.every=1", "--resume")
     assert status == 0 and "restored" in out
     assert [p.name.startswith(".tmp-") for p in (tmp_path / "ct").iterdir()] == [False]
@@ -135,19 +167,19 @@ def test_a_checkpointing_run_failing_its_write_is_kept_for_resume(tmp_path, caps
 
 def test_other_os_errors_are_not_disguised():
     with pytest.raises(FileNotFoundError):
-        with report.writing("x"):
+        with results.writing("x"):
             raise FileNotFoundError(errno.ENOENT, "gone")
 
 
 SIGTERM_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    from sample import report
+    from iscs_jax import results
 
     parent = Path(sys.argv[1])
-    with report.result_folder(parent) as folder:
+    with results.result_folder(parent) as folder:
         (folder.path / "half.nii.gz").write_bytes(b"\\x1f\\x8b truncated")
-        with report.writing(parent):
+        with results.writing(parent):
             print(folder.path, flush=True)
             os.kill(os.getpid(), signal.SIGTERM)
             (folder.path / "never.txt").write_text("x")
@@ -168,14 +200,14 @@ def test_sigterm_during_the_write_removes_the_temporary_folder(tmp_path):
 RENAME_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    from sample import report
+    from iscs_jax import results
 
     def terminated_rename(src, dst):  # SIGTERM arrives as the folder gets its final name
         os.kill(os.getpid(), signal.SIGTERM)
         raise AssertionError("not reached")
 
     os.rename = terminated_rename
-    with report.result_folder(Path(sys.argv[1])) as folder:
+    with results.result_folder(Path(sys.argv[1])) as folder:
         (folder.path / "metrics.json").write_text("{}")
 """)
 
@@ -191,13 +223,13 @@ def test_sigterm_during_the_rename_leaves_nothing(tmp_path):
 
 def test_sigterm_handler_is_restored_after_the_write():
     before = signal.getsignal(signal.SIGTERM)
-    with report.writing("x"):
+    with results.writing("x"):
         assert signal.getsignal(signal.SIGTERM) is not before
     assert signal.getsignal(signal.SIGTERM) is before
 
 
 def _killed_run(parent: Path, pid: int, host: str | None = None) -> Path:
-    folder = parent / f".tmp-20260101-000000-{pid}@{host or report._host()}-0123abcd"
+    folder = parent / f".tmp-20260101-000000-{pid}@{host or results.host()}-0123abcd"
     folder.mkdir(parents=True)
     (folder / "recon_iscs.nii.gz").write_bytes(b"truncated")
     return folder
@@ -215,7 +247,7 @@ def test_a_stale_temporary_folder_is_removed_by_the_next_run(tmp_path, capsys):
     alive = _killed_run(parent, os.getppid())  # a running process: reported, kept
     elsewhere = _killed_run(parent, 1, host="otherhost")  # another machine's: reported, kept
     resumable = _killed_run(parent, _dead_pid() + 1)
-    (resumable / report.RUN_CONFIG).write_text("{}")
+    (resumable / results.RUN_CONFIG).write_text("{}")
     status, out, err = cli(capsys, tmp_path)
     assert status == 0, err
     assert not stale.exists() and f"removed {stale}" in out

@@ -19,7 +19,7 @@ from skimage.metrics import peak_signal_noise_ratio
 import test_io
 from iscs_jax import io, operators
 from iscs_jax.data import phantom, prepare
-from sample import cli, inputs, prior, report
+from sample import cli, inputs, prior
 from sample.__main__ import main
 from sample.errors import UserError
 from device_checks import local_address, run_check, run_processes, run_python
@@ -337,37 +337,6 @@ def test_a_file_is_prepared_as_the_library_prepares_it(tmp_path):
             window_range=window_range, floor=floor)
         np.testing.assert_array_equal(planes, expected)
         np.testing.assert_array_equal(grid, expected_grid)
-
-
-def test_result_folder_is_atomic(tmp_path):
-    parent = tmp_path / "a" / "b"
-    with pytest.raises(RuntimeError):
-        with report.result_folder(parent) as folder:
-            (folder.path / "half.txt").write_text("x")
-            raise RuntimeError("boom")
-    assert not (tmp_path / "a").exists()
-    with report.result_folder(parent) as first:
-        (first.path / "x.txt").write_text("x")
-    with report.result_folder(parent) as second:
-        pass
-    assert first.final != second.final and (first.final / "x.txt").exists()
-    assert sorted(p.name for p in parent.iterdir()) == sorted([first.final.name,
-                                                               second.final.name])
-
-
-def test_result_folders_finishing_together_get_distinct_names(tmp_path):
-    """Runs finishing in the same second (threads here; processes alike) never share a name."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def one_run(i):
-        with report.result_folder(tmp_path) as folder:
-            (folder.path / "run.txt").write_text(str(i))
-        return folder.final
-
-    with ThreadPoolExecutor(8) as pool:
-        finals = list(pool.map(one_run, range(16)))
-    assert len(set(finals)) == 16
-    assert sorted((f / "run.txt").read_text() for f in finals) == sorted(map(str, range(16)))
 
 
 def write_tiny_prior(folder, channels=1, resolution=16):
