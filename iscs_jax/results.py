@@ -6,7 +6,10 @@ An interrupted or failed run never leaves a half-written ``<parent>/<timestamp>/
 (removing it on failure, or keeping it for a checkpointing run to continue, `unfinished_run`);
 `clean_stale` deals with the temporary folders of killed runs; `writing` turns SIGTERM and a
 full or read-only disk into a clean end (`WriteError`); `check_workdir` fails early when the
-folder cannot be written. `format_table` is the comparison table of a ``metrics.json``.
+folder cannot be written. `output_volume` / `write_results` write a reconstruction's volumes
+(on the prior's grid or the input's, in [0, 1] or the input's units), measurement, metrics,
+config, provenance and figure (`comparison_figure`); `format_table` is the comparison table
+of a ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -26,12 +29,19 @@ import uuid
 from pathlib import Path
 from typing import Callable, Mapping
 
+import numpy as np
+
+from iscs_jax import figures, io
+from iscs_jax.data import prepare
+
 PLANES = ("axial", "coronal", "sagittal")
 #: In an unfinished (checkpointing) run's temporary folder: the config it runs.
 RUN_CONFIG = "run_config.json"
 #: errno values of a failed write that the user can fix: space, quota, permissions, a
 #: read-only file system.
 WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
+#: ``output_grid`` and ``output_units`` values (`output_volume`).
+OUTPUT_GRIDS, OUTPUT_UNITS = ("prior", "input"), ("unit", "input")
 
 
 class ResultsError(ValueError):
@@ -301,3 +311,88 @@ class _Folder:
         self.path = path
         self.final: Path | None = None
         self.keep = False
+
+
+def output_volume(planes, *, plane: str, affine, grid, output_grid: str = "prior",
+                  output_units: str = "unit", offset: bool = True):
+    """A result's planes as written: on the prior's grid or the input's, in [0, 1] or in the
+    input's units, in the input's own orientation.
+
+    Args:
+      planes: ``[N, R, R]`` planes of ``plane`` (`prepare.to_planes`).
+      plane: ``"axial"``, ``"coronal"`` or ``"sagittal"``.
+      affine: ``[4, 4]`` affine of ``prepare.from_planes(planes, plane)`` (prior's grid).
+      grid: the input's `prepare.InputGrid` (None without an input volume: ``"prior"`` and
+        ``"unit"`` only).
+      output_grid: one of `OUTPUT_GRIDS`; output_units: one of `OUTPUT_UNITS`.
+      offset: False for a standard deviation (scaled, not shifted, into the input's units).
+
+    Returns:
+      ``(volume [D, H, W], affine [4, 4])``.
+    """
+    if output_grid == "input":
+        volume, affine = prepare.to_input_volume(planes, grid)
+    else:  # in the input's own orientation (array order and affine) too
+        volume, affine = prepare.restore_orientation(prepare.from_planes(planes, plane),
+                                                     affine, grid)
+    if output_units == "input":
+        volume = prepare.to_input_units(volume, grid, offset)
+    return volume, affine
+
+
+def write_results(folder: str | os.PathLike, *, volumes: Mapping, stds: Mapping, reference,
+                  measurement, table: Mapping, config_json: str, figure, baseline_name: str,
+                  provenance: dict | None = None, **output) -> None:
+    """Writes a reconstruction's files into ``folder``.
+
+    Args:
+      folder: an existing folder (e.g. `result_folder`'s ``path``).
+      volumes: method -> ``[N, R, R]`` planes; the baseline is ``<baseline_name>.nii.gz``
+        (e.g. ``fbp.nii.gz``), the others ``recon_<method>.nii.gz``.
+      stds: method -> ``[N, R, R]`` standard deviation over samples (``std_<method>``).
+      reference: ground-truth planes ``[N, R, R]`` (``gt.nii.gz``) or None.
+      measurement: the measurement ``y`` (``measurement.npy``).
+      table: the metrics (``metrics.json``); config_json: ``config.json``'s text.
+      figure: a matplotlib figure (``figure.png``); baseline_name: see ``volumes``.
+      provenance: ``provenance.json``'s record, or None.
+      **output: `output_volume`'s ``plane``, ``affine``, ``grid``, ``output_grid`` and
+        ``output_units``.
+    """
+    folder = Path(folder)
+
+    def save(filename, planes, offset=True):
+        io.write_nifti(folder / filename, *output_volume(planes, offset=offset, **output))
+
+    for name, volume in volumes.items():
+        save(f"{name}.nii.gz" if name == baseline_name else f"recon_{name}.nii.gz", volume)
+    for name, std in stds.items():
+        save(f"std_{name}.nii.gz", std, offset=False)
+    if reference is not None:
+        save("gt.nii.gz", reference)
+    np.save(folder / "measurement.npy", measurement)
+    (folder / "metrics.json").write_text(json.dumps(table, indent=2) + "\n")
+    (folder / "config.json").write_text(config_json)
+    if provenance is not None:
+        (folder / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
+    figures.save_figure(figure, folder / "figure.png")
+
+
+def comparison_figure(volumes: Mapping, *, reference, plane: str, affine, baseline_name: str,
+                      title: str):
+    """Orthogonal views of the ground truth, the baseline and each reconstruction, with
+    error maps (`figures.orthogonal_views`).
+
+    Args:
+      volumes: method -> ``[N, R, R]`` planes of ``plane``; reference: the same, or None.
+      affine: ``[4, 4]`` affine of the volume (for the voxel spacing).
+      baseline_name: the method shown in capitals (e.g. ``FBP``); title: the figure's.
+
+    Returns:
+      the matplotlib figure.
+    """
+    labels = {name: (name.upper() if name == baseline_name else name) for name in volumes}
+    spacing = io.voxel_spacing(affine)[::-1]
+    reference = None if reference is None else prepare.from_planes(reference, plane)
+    return figures.orthogonal_views(
+        {labels[n]: prepare.from_planes(v, plane) for n, v in volumes.items()},
+        reference=reference, spacing=spacing, title=title)

@@ -9,7 +9,6 @@ module is the only place that reads the config.
 from __future__ import annotations
 
 import functools
-import json
 import shutil
 import time
 from pathlib import Path
@@ -17,9 +16,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from iscs_jax import (checkpoint, figures, io, metrics, noise, operators, parallel, runtime,
+from iscs_jax import (checkpoint, metrics, noise, operators, parallel, results, runtime,
                       samplers, sde)
-from iscs_jax.data import prepare
 from iscs_jax.samplers import renoise
 from . import inputs as inputs_lib
 from . import prior as prior_lib
@@ -144,7 +142,7 @@ def run_noise_kinds(kinds, key, y, operator, denoise_fn, sigmas, x_init, config,
     prepared = recon.prepare(y, x_init)
     log(f"compiled in {time.perf_counter() - start + recon.compile(prepared):.1f} s")
     bar = report.StepProgress(enabled=progress)
-    results = {}
+    out = {}
     for kind in kinds:
         draws, seconds = [], []
         for k in range(config.num_samples):
@@ -158,8 +156,8 @@ def run_noise_kinds(kinds, key, y, operator, denoise_fn, sigmas, x_init, config,
             draws.append(volume)
         draws = np.stack(draws)
         std = draws.std(axis=0) if len(draws) > 1 else None
-        results[kind] = (draws.mean(axis=0), std, float(np.mean(seconds)))
-    return results
+        out[kind] = (draws.mean(axis=0), std, float(np.mean(seconds)))
+    return out
 
 
 def _sample(recon, prepared, key, kind, label, bar, store, log) -> np.ndarray:
@@ -203,8 +201,7 @@ def device_mesh(config):
                         "parallel.distributed=True to let JAX detect them).") from err
 
 
-#: ``data.output_grid`` and ``data.output_units`` values (`output_volume`).
-OUTPUT_GRIDS, OUTPUT_UNITS = ("prior", "input"), ("unit", "input")
+OUTPUT_GRIDS, OUTPUT_UNITS = results.OUTPUT_GRIDS, results.OUTPUT_UNITS
 
 
 def check_output_config(data) -> None:
@@ -219,61 +216,6 @@ def check_output_config(data) -> None:
         raise UserError("data.output_grid=input / data.output_units=input need the input "
                         "volume (data.path) to take its grid and units from; with a measured "
                         "sinogram alone leave them at 'prior' / 'unit'.")
-
-
-def output_volume(planes, inputs, data, offset: bool = True):
-    """A result's planes ``[N, R, R]`` as written: ``(volume [D, H, W], affine)`` on the
-    prior's grid or the input's (``data.output_grid``), in [0, 1] or in the input's units
-    (``data.output_units``; ``offset=False`` for a standard deviation)."""
-    if data.get("output_grid", "prior") == "input":
-        volume, affine = prepare.to_input_volume(planes, inputs.grid)
-    else:  # in the input's own orientation (array order and affine) too
-        volume, affine = prepare.restore_orientation(prepare.from_planes(planes, inputs.plane),
-                                                     inputs.affine, inputs.grid)
-    if data.get("output_units", "unit") == "input":
-        volume = prepare.to_input_units(volume, inputs.grid, offset)
-    return volume, affine
-
-
-def write_results(folder: Path, inputs, volumes, stds, table, config, figure,
-                  origin: dict | None = None) -> None:
-    """Writes the NIfTI volumes (input orientation; grid and units of `output_volume`),
-    measurement, metrics, config, provenance (``origin``, `provenance.record`) and figure into
-    ``folder`` (the baseline as ``<baseline_name>.nii.gz``, e.g. ``fbp.nii.gz``)."""
-    def save(filename, planes, offset=True):
-        io.write_nifti(folder / filename, *output_volume(planes, inputs, config.data, offset))
-
-    baseline = inputs.operator.baseline_name
-    for name, volume in volumes.items():
-        save(f"{name}.nii.gz" if name == baseline else f"recon_{name}.nii.gz", volume)
-    for name, std in stds.items():
-        save(f"std_{name}.nii.gz", std, offset=False)
-    if inputs.reference is not None:
-        save("gt.nii.gz", inputs.reference)
-    np.save(folder / "measurement.npy", inputs.measurement)
-    (folder / "metrics.json").write_text(json.dumps(table, indent=2) + "\n")
-    (folder / "config.json").write_text(config.to_json(indent=2) + "\n")
-    if origin is not None:
-        (folder / "provenance.json").write_text(json.dumps(origin, indent=2) + "\n")
-    figures.save_figure(figure, folder / "figure.png")
-
-
-def make_figure(volumes, inputs, config_name):
-    """Orthogonal views of ground truth, the baseline and each reconstruction, with error maps."""
-    baseline = inputs.operator.baseline_name
-    labels = {name: (name.upper() if name == baseline else name) for name in volumes}
-    spacing = io.voxel_spacing(inputs.affine)[::-1]
-    reference = (None if inputs.reference is None
-                 else prepare.from_planes(inputs.reference, inputs.plane))
-    return figures.orthogonal_views(
-        {labels[n]: prepare.from_planes(v, inputs.plane) for n, v in volumes.items()},
-        reference=reference, spacing=spacing, title=f"{config_name}: {inputs.source}")
-
-
-def describe_operator(operator, config) -> str:
-    """One phrase for the log line: the operator's own `describe()`."""
-    del config
-    return operator.describe()
 
 
 def run(config, config_name: str, workdir: str | Path = "results", *, progress: bool = True,
@@ -316,7 +258,7 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
     y = jax.numpy.asarray(inputs.measurement)
     num_slices = operators.protocol.num_slices(inputs.operator, y)
     log(f"input: {inputs.source} -> {num_slices} {inputs.plane} planes of "
-        f"{resolution}x{resolution}; {describe_operator(inputs.operator, config)}; prior "
+        f"{resolution}x{resolution}; {inputs.operator.describe()}; prior "
         f"{prior_lib.prior_source(config.prior)}"
         f"{'' if config.prior.dtype == 'float32' else f' ({config.prior.dtype})'}; "
         f"{config.sampler.name}, "
@@ -345,18 +287,25 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
         if every:
             with report.writing(parent):
                 (folder.path / report.RUN_CONFIG).write_text(record)
-        results = sample(checkpoints=checkpoints)
-        for kind, (mean, std, kind_seconds) in results.items():
+        for kind, (mean, std, kind_seconds) in sample(checkpoints=checkpoints).items():
             volumes[kind], seconds[kind] = mean, kind_seconds
             if std is not None:
                 stds[kind] = std
         table = metrics.metrics_table(volumes, inputs.reference, seconds, inputs.plane,
                                       data_range=DATA_RANGE)
         log(report.format_table(table))
-        figure = make_figure(volumes, inputs, config_name)
-        origin = provenance.record(config)
+        name = inputs.operator.baseline_name
+        figure = results.comparison_figure(
+            volumes, reference=inputs.reference, plane=inputs.plane, affine=inputs.affine,
+            baseline_name=name, title=f"{config_name}: {inputs.source}")
         with report.writing(parent, resumable=every > 0):
-            write_results(folder.path, inputs, volumes, stds, table, config, figure, origin)
+            results.write_results(
+                folder.path, volumes=volumes, stds=stds, reference=inputs.reference,
+                measurement=inputs.measurement, table=table, figure=figure, baseline_name=name,
+                config_json=config.to_json(indent=2) + "\n", provenance=provenance.record(config),
+                plane=inputs.plane, affine=inputs.affine, grid=inputs.grid,
+                output_grid=config.data.get("output_grid", "prior"),
+                output_units=config.data.get("output_units", "unit"))
         if every:  # a finished run keeps its results, not its checkpoints
             shutil.rmtree(checkpoints)
             (folder.path / report.RUN_CONFIG).unlink()
