@@ -17,6 +17,33 @@ from sample.cli import parse_args
 from sample.prior import load_prior
 from train import data, export, loop, models
 
+#: The tests of a trained run: each module fixture compiles a training step and trains
+#: (~30-50 s on the busy 2-core CPU).
+slow = pytest.mark.slow
+
+
+def test_ve_objective_is_score_sdes_denoising_score_matching():
+    """lambda(sigma) |D - x0|^2 with D = x + sigma^2 s is sigma^2 |s + z / sigma|^2 (any s)."""
+    x0, z, score = (jax.random.normal(jax.random.key(i), (3, 8, 8)) for i in range(3))
+    sigma = jnp.array([0.01, 1.0, 300.0])
+    x = x0 + sigma[:, None, None] * z
+    objective = models.Objective("ve_score")
+    x0_hat = objective.denoise(lambda x, s: score[..., None], x, sigma)
+    ours = objective.weight(sigma) * jnp.sum((x0_hat - x0) ** 2, axis=(1, 2))
+    theirs = sigma**2 * jnp.sum((score + z / sigma[:, None, None]) ** 2, axis=(1, 2))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4)
+
+
+def test_unknown_architecture_and_dtype_name_the_key():
+    config = train_phantom.get_config("smoke")
+    config.train.dtype = "float16"
+    with pytest.raises(ValueError, match="train.dtype='float16'"):
+        models.dtype(config)
+    config = train_ncsnpp256.get_config("smoke")
+    config.model.architecture = "ddpm"
+    with pytest.raises(ValueError, match="model.architecture='ddpm'.*ncsnpp"):
+        models.architecture(config)
+
 
 def fixed_loss(config, graphdef, buffers, images, num_keys=8):
     """The training loss averaged over ``num_keys`` fixed (sigma, noise) draws."""
@@ -43,15 +70,15 @@ def bf16_run(tmp_path_factory):
     return config, initial, final, graphdef, workdir
 
 
+@slow
 def test_bfloat16_training_decreases_the_loss(bf16_run):
     config, initial, final, graphdef, workdir = bf16_run
     losses = [json.loads(line)["loss"] for line in (workdir / "metrics.jsonl").open()]
     assert len(losses) == config.train.num_steps and np.all(np.isfinite(losses))
-    assert np.mean(losses[-10:]) < np.mean(losses[:10])
-    loss = jax.jit(fixed_loss(config, graphdef, {}, first_batch(config)))
-    assert float(loss(final["params"])) < 0.9 * float(loss(initial["params"]))  # 0.81 measured
+    assert np.mean(losses[-10:]) < 0.9 * np.mean(losses[:10])  # 0.72 vs 0.90 measured
 
 
+@slow
 def test_bfloat16_keeps_float32_state_and_runs_convolutions_in_bfloat16(bf16_run):
     config, initial, final, graphdef, _ = bf16_run
     for part in ("params", "opt_state", "ema"):
@@ -78,6 +105,7 @@ def ncsnpp_prior(tmp_path_factory):
     return config, graphdef, state, stem
 
 
+@slow
 def test_ncsnpp_trains_only_its_parameters(ncsnpp_prior):
     config, _, state, _ = ncsnpp_prior
     assert int(state["step"]) == 6
@@ -89,6 +117,7 @@ def test_ncsnpp_trains_only_its_parameters(ncsnpp_prior):
     assert max(moved) > 0
 
 
+@slow
 def test_ncsnpp_export_loads_through_the_sampling_cli_and_denoises(ncsnpp_prior):
     config, graphdef, state, stem = ncsnpp_prior
     meta = json.loads(open(stem + ".json").read())
