@@ -14,7 +14,7 @@ trainer needs for nothing else.
 `make_validation` builds the held-out check run every ``train.eval_every`` steps on the
 EMA parameters (the ones exported as the prior): on fixed validation planes ``[K, R, R]``
 (`train.dataset.FolderSource.validation`), with noise drawn from fixed keys, the
-EDM-weighted denoising loss at each of ``train.val_sigmas``: a deterministic number per
+training objective's weighted denoising loss (EDM's weighting for the U-Net) at each of ``train.val_sigmas``: a deterministic number per
 sigma (``val/loss_sigma_<s>``) and their mean (``val/loss``). Every
 ``train.sample_every`` steps the first ``train.num_samples`` planes, noised at
 ``train.sample_sigma`` and denoised by the EMA model in one step, go to TensorBoard as
@@ -33,7 +33,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from iscs_jax import parallel
-from iscs_jax.models import edm_loss_weight
 
 #: ``denoise(params, noisy [K, R, R], sigma [K]) -> x0_hat [K, R, R]``.
 DenoiseWithParams = Callable[[object, jax.Array, jax.Array], jax.Array]
@@ -98,8 +97,9 @@ class RunLog:
 
 
 def validation_losses(denoise: DenoiseWithParams, params, planes: jax.Array, key: jax.Array,
-                      sigmas: tuple[float, ...], sigma_data: float) -> jax.Array:
-    """EDM-weighted denoising loss ``[len(sigmas)]`` on ``planes [K, R, R]``.
+                      sigmas: tuple[float, ...], weight: Callable) -> jax.Array:
+    """Weighted denoising loss ``[len(sigmas)]`` on ``planes [K, R, R]``: the training
+    objective's ``weight(sigma) * mean |D(x + sigma n, sigma) - x|^2``.
 
     The noise at sigma number ``i`` is ``normal(fold_in(key, i))``: the same every call.
     """
@@ -108,13 +108,13 @@ def validation_losses(denoise: DenoiseWithParams, params, planes: jax.Array, key
         noise = jax.random.normal(jax.random.fold_in(key, i), planes.shape, planes.dtype)
         sigma_k = jnp.full((planes.shape[0],), sigma, planes.dtype)
         x0_hat = denoise(params, planes + sigma * noise, sigma_k)
-        weight = edm_loss_weight(jnp.asarray(sigma, jnp.float32), sigma_data)
-        losses.append(weight * jnp.mean((x0_hat.astype(jnp.float32) - planes) ** 2))
+        lam = weight(jnp.asarray(sigma, jnp.float32))
+        losses.append(lam * jnp.mean((x0_hat.astype(jnp.float32) - planes) ** 2))
     return jnp.stack(losses)
 
 
 def make_validation(denoise: DenoiseWithParams, planes: np.ndarray, mesh, *,
-                    sigmas, sigma_data: float, sample_sigma: float, num_samples: int,
+                    sigmas, weight: Callable, sample_sigma: float, num_samples: int,
                     seed: int = 0):
     """``(evaluate(params) -> {"val_loss", "val_loss_sigma_<s>"}, samples(params) -> [3N, R, R])``.
 
@@ -125,7 +125,8 @@ def make_validation(denoise: DenoiseWithParams, planes: np.ndarray, mesh, *,
       denoise: the model's denoiser with explicit parameters.
       planes: fixed validation planes ``[K, R, R]`` in [0, 1].
       mesh: the training mesh (inputs are replicated on it).
-      sigmas: noise levels of the loss; sigma_data: the EDM weighting's data std.
+      sigmas: noise levels of the loss; weight: its ``lambda(sigma)`` (the objective's:
+        EDM's for the U-Net, ``1 / sigma^2`` for NCSN++'s VE score matching).
       sample_sigma, num_samples: noise level and count of the sample images.
       seed: key of the fixed noise.
     """
@@ -134,7 +135,7 @@ def make_validation(denoise: DenoiseWithParams, planes: np.ndarray, mesh, *,
     placed = jax.make_array_from_callback(planes.shape, rep, lambda index: planes[index])
     sigmas = tuple(float(s) for s in sigmas)
     key = jax.random.key(seed)
-    losses = jax.jit(lambda p, x: validation_losses(denoise, p, x, key, sigmas, sigma_data),
+    losses = jax.jit(lambda p, x: validation_losses(denoise, p, x, key, sigmas, weight),
                      out_shardings=rep)
 
     def denoised(p, x):

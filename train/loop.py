@@ -20,10 +20,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from flax import nnx
 
 from iscs_jax import checkpoint, parallel, xla_options
-from iscs_jax.models import precondition
 from . import dataset, logs, models
 
 log = logging.getLogger(__name__)
@@ -232,11 +230,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, slices: np.ndarray | 
     step_fn = compile_train_step(graphdef, tx, config, mesh)
     validation = None
     if val_planes is not None and int(config.train.get("eval_every", 0)) > 0:
-        sigma_data, data_mean = config.model.sigma_data, config.model.data_mean
         t = config.train
         validation = logs.make_validation(
-            lambda p, x, s: precondition(nnx.merge(graphdef, p), x, s, sigma_data, data_mean),
-            val_planes, mesh, sigmas=t.get("val_sigmas", (0.1, 0.5, 2.0)), sigma_data=sigma_data,
+            models.make_denoise(config, graphdef, state.get("buffers")), val_planes, mesh,
+            sigmas=t.get("val_sigmas", (0.1, 0.5, 2.0)), weight=models.objective(config).weight,
             sample_sigma=t.get("sample_sigma", 0.5), num_samples=t.get("num_samples", 4))
     state = _run(state, step_fn, manager, batches, validation, config, workdir, num_steps,
                  progress)
