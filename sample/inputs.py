@@ -9,16 +9,14 @@ errors, which name an argument as ``name=value``, become `UserError`s naming the
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import re
 
 import numpy as np
 
 from iscs_jax import io, operators, orientation
 from iscs_jax.data import embedded, prepare
 from iscs_jax.operators import measurement
-from .errors import UserError
+from .errors import UserError, config_keys
 
 #: Config keys of the arguments of `prepare.prepare_volume` and `embedded.load`.
 DATA_KEYS = dict(plane="data.plane", start="data.slice_start", count="data.num_slices",
@@ -61,19 +59,6 @@ class Inputs:
     plane: str = "axial"
     notes: tuple[str, ...] = ()
     grid: prepare.InputGrid | None = None
-
-
-@contextlib.contextmanager
-def config_keys(**keys: str):
-    """Re-raises a library ValueError as `UserError`, each ``argument=`` written as its
-    config key ``keys[argument]=`` (e.g. ``start=`` as ``data.slice_start=``)."""
-    try:
-        yield
-    except ValueError as err:  # io.VolumeError included
-        message = str(err)
-        for argument, key in keys.items():
-            message = re.sub(rf"(?<![\w.]){argument}=", f"{key}=", message)
-        raise UserError(message) from err
 
 
 def load_volume(data, resolution: int, notes: list | None = None

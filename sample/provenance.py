@@ -30,20 +30,6 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def prior_files(prior_config) -> list[Path]:
-    """The files the run's prior was loaded from: ``NAME.json`` + ``NAME.msgpack`` (a shipped
-    name or a path stem), a score_sde ``.pth``; none for ``gaussian``."""
-    from iscs_jax import priors
-
-    source = prior_lib.prior_source(prior_config)
-    if source == "gaussian":
-        return []
-    if source.endswith(prior_lib.CHECKPOINT_SUFFIXES):
-        return [Path(source)]
-    stem = priors.resolve(source)
-    return [Path(stem + ".json"), Path(stem + ".msgpack")]
-
-
 def _version(name: str) -> str | None:
     try:
         return importlib.metadata.version(name)
@@ -60,7 +46,7 @@ def record(config, argv: list[str] | None = None) -> dict:
         ``sample/__main__.py`` first), recorded with the Python executable.
     """
     devices = jax.devices()
-    files = prior_files(config.prior)
+    files = prior_lib.prior_files(config.prior)
     return {
         "package": {"name": PACKAGE, "version": _version(PACKAGE)},
         "jax": jax.__version__, "jaxlib": _version("jaxlib"),

@@ -370,7 +370,7 @@ def test_provenance_records_versions_devices_prior_command_and_config(tmp_path, 
     import jax
 
     from iscs_jax import priors
-    from sample import provenance
+    from sample import prior, provenance
 
     status, out, err = cli(capsys, tmp_path)
     assert status == 0, err
@@ -383,7 +383,7 @@ def test_provenance_records_versions_devices_prior_command_and_config(tmp_path, 
     assert record["config"] == json.loads((folder / "config.json").read_text())
     assert record["command"] == sys.argv and record["executable"] == sys.executable
     config = types_config(prior_name="phantom64")
-    files = provenance.prior_files(config.prior)
+    files = prior.prior_files(config.prior)
     stem = priors.resolve("phantom64")
     assert files == [Path(stem + ".json"), Path(stem + ".msgpack")]
     assert provenance.sha256(files[1]) == hashlib.sha256(files[1].read_bytes()).hexdigest()
