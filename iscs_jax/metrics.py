@@ -9,6 +9,8 @@
 * `volume_metrics`: everything, as plain floats, in the ``metrics.json`` layout.
 * `paired_difference`: mean paired difference of two methods' scores with a 95% Student-t
   confidence interval (cohort summaries).
+* `paired_statistics`, `cohort_summary`, `format_paired`: a cohort's ``summary.json`` (means
+  over seeds, paired differences over volumes x seeds) and its table.
 
 The data range defaults to ``ref.max() - ref.min()`` of the whole reference
 volume and is shared by every image of every plane.
@@ -221,3 +223,114 @@ def _to_builtin(tree):
     if isinstance(tree, dict):
         return {k: _to_builtin(v) for k, v in tree.items()}
     return None if tree is None else float(np.asarray(tree))
+
+
+#: The metrics compared pair by pair (paths into a ``metrics.json`` entry).
+PAIRED_METRICS = ("psnr", "ssim", "discontinuity",
+                  *((plane, name) for plane in PLANES for name in ("psnr", "ssim")))
+
+
+def mean_entry(entries: list):
+    """Leaf-wise mean of ``metrics.json`` entries (``None`` where any is ``None``).
+
+    Args:
+      entries: entries of the same layout (`metrics_table`'s values), e.g. one per seed.
+
+    Returns:
+      one entry of that layout holding the means as floats.
+    """
+    if isinstance(entries[0], dict):
+        return {k: mean_entry([e[k] for e in entries]) for k in entries[0]}
+    return None if any(e is None for e in entries) else float(np.mean(entries))
+
+
+def metric_leaf(entry: dict, key):
+    """``entry[key]``, or ``entry[plane][name]`` for a ``(plane, name)`` key of `PAIRED_METRICS`."""
+    return entry[key[0]][key[1]] if isinstance(key, tuple) else entry[key]
+
+
+def method_pairs(methods: list[str], kinds: list[str]) -> list[tuple[str, str]]:
+    """The method pairs a cohort compares.
+
+    Args:
+      methods: the methods of a ``metrics.json`` (the baseline and the noise controls).
+      kinds: the noise controls, in the order compared.
+
+    Returns:
+      ``(a, b)`` pairs compared as ``a - b``: later noise controls minus earlier ones, then
+      each control minus the baseline (a method that is not a noise control).
+    """
+    baselines = [m for m in methods if m not in kinds]
+    pairs = [(kinds[j], kinds[i]) for i in range(len(kinds)) for j in range(i + 1, len(kinds))]
+    return pairs + [(kind, base) for base in baselines for kind in kinds]
+
+
+def paired_statistics(tables: list[dict], pairs) -> dict:
+    """`paired_difference` of each pair and metric over many ``metrics.json`` tables.
+
+    Args:
+      tables: one `metrics_table` per case (volume and seed).
+      pairs: ``(a, b)`` method pairs (`method_pairs`).
+
+    Returns:
+      ``"a-b"`` -> metric -> ``{"mean", "ci95", "n"}``, nested like a ``metrics.json``
+      entry; a metric missing in any table (e.g. no discontinuity for a single slice) is
+      ``None``.
+    """
+    paired = {}
+    for a, b in pairs:
+        out = {}
+        for key in PAIRED_METRICS:
+            values = [(metric_leaf(t[a], key), metric_leaf(t[b], key)) for t in tables
+                      if "psnr" in t[a]]
+            ok = values and all(x is not None and y is not None for x, y in values)
+            stat = paired_difference(*zip(*values)) if ok else None
+            if isinstance(key, tuple):
+                out.setdefault(key[0], {})[key[1]] = stat
+            else:
+                out[key] = stat
+        paired[f"{a}-{b}"] = out
+    return paired
+
+
+def cohort_summary(volumes, results: dict, seeds: list[int], kinds: list[str]) -> dict:
+    """A cohort's ``summary.json``: per-volume means over seeds and the paired statistics.
+
+    Args:
+      volumes: ``[(name, path or None)]`` in order.
+      results: ``results[name][seed] = (run folder, metrics.json table)``.
+      seeds: the seeds each volume ran with; kinds: the noise controls (`method_pairs`).
+
+    Returns:
+      ``{"seeds", "methods", "volumes": [{"name", "path", "metrics", "runs"}], "paired"}``
+      (`paired_statistics` over volumes x seeds).
+    """
+    tables = [results[name][seed][1] for name, _ in volumes for seed in seeds]
+    methods = list(tables[0])
+    return {"seeds": seeds, "methods": methods,
+            "volumes": [{"name": name, "path": None if path is None else str(path),
+                         "metrics": {m: mean_entry([results[name][s][1][m] for s in seeds])
+                                     for m in methods},
+                         "runs": {str(s): str(results[name][s][0]) for s in seeds}}
+                        for name, path in volumes],
+            "paired": paired_statistics(tables, method_pairs(methods, kinds))}
+
+
+def format_paired(paired: dict) -> str:
+    """`paired_statistics` as text: one row per pair and metric with the mean difference,
+    its 95% interval and n."""
+    lines = [f"{'pair':<14} {'metric':<14} {'mean diff':>10} {'95% CI':>22} {'n':>4}"]
+    lines.append("-" * len(lines[0]))
+    for pair, stats in paired.items():
+        for key in ("psnr", "ssim", ("axial", "ssim"), ("coronal", "ssim"),
+                    ("sagittal", "ssim"), "discontinuity"):
+            stat = metric_leaf(stats, key)
+            if stat is None:
+                continue
+            name = " ".join(key) if isinstance(key, tuple) else key
+            digits = 2 if key == "psnr" else 4
+            lo, hi = stat["ci95"]
+            ci = "-" if lo is None else f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
+            lines.append(f"{pair:<14} {name:<14} {stat['mean']:>+10.{digits}f} {ci:>22} "
+                         f"{stat['n']:>4}")
+    return "\n".join(lines)

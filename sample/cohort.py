@@ -14,7 +14,7 @@ cohort folder also holds ``summary.json``::
 
 ``paired`` holds each later noise control minus each earlier one (``compare`` order) and
 each control minus the baseline (``iscs-fbp``), over volumes x seeds
-(`iscs_jax.metrics.paired_difference`). Every volume is read and checked before any compute
+(`iscs_jax.metrics.cohort_summary`). Every volume is read and checked before any compute
 (`check_volumes`); a run that fails stops the cohort, which then leaves no folder behind.
 Without a folder, glob or seeds, `run.run` itself runs.
 """
@@ -25,8 +25,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
-
 from iscs_jax import metrics
 from iscs_jax.data import volumes as volumes_lib
 from iscs_jax.data.volumes import GLOB_CHARACTERS, is_dicom_folder, is_volume, volume_name  # noqa: F401
@@ -35,11 +33,6 @@ from . import prior as prior_lib
 from . import report
 from . import run as run_lib
 from .errors import UserError, as_user_error
-
-#: The metrics compared pair by pair (paths into a metrics.json entry).
-PAIRED_METRICS = ("psnr", "ssim", "discontinuity",
-                  *((plane, name) for plane in metrics.PLANES for name in ("psnr", "ssim")))
-
 
 def parse_seeds(text: str) -> list[int]:
     """``"0,1,2"`` -> ``[0, 1, 2]`` (``""`` -> ``[]``: the config's ``seed`` alone)."""
@@ -89,63 +82,6 @@ def check_volumes(config, volumes) -> None:
             raise UserError(f"Volume {name!r} of the cohort: {err}") from err
 
 
-def _mean_entry(entries: list):
-    """Leaf-wise mean of metrics.json entries (``None`` where any is ``None``)."""
-    if isinstance(entries[0], dict):
-        return {k: _mean_entry([e[k] for e in entries]) for k in entries[0]}
-    return None if any(e is None for e in entries) else float(np.mean(entries))
-
-
-def _leaf(entry: dict, key):
-    return entry[key[0]][key[1]] if isinstance(key, tuple) else entry[key]
-
-
-def method_pairs(methods: list[str], kinds: list[str]) -> list[tuple[str, str]]:
-    """``(a, b)`` compared as ``a - b``: later noise controls minus earlier ones, then each
-    control minus the baseline (the method that is not a noise control)."""
-    baselines = [m for m in methods if m not in kinds]
-    pairs = [(kinds[j], kinds[i]) for i in range(len(kinds)) for j in range(i + 1, len(kinds))]
-    return pairs + [(kind, base) for base in baselines for kind in kinds]
-
-
-def paired_statistics(tables: list[dict], pairs) -> dict:
-    """``"a-b"`` -> metric -> `metrics.paired_difference` over ``tables`` (one metrics.json
-    per volume and seed), nested like a metrics.json entry; a metric missing in any table
-    (e.g. no discontinuity for a single slice) is ``None``."""
-    paired = {}
-    for a, b in pairs:
-        out = {}
-        for key in PAIRED_METRICS:
-            values = [(_leaf(t[a], key), _leaf(t[b], key)) for t in tables if "psnr" in t[a]]
-            ok = values and all(x is not None and y is not None for x, y in values)
-            stat = metrics.paired_difference(*zip(*values)) if ok else None
-            if isinstance(key, tuple):
-                out.setdefault(key[0], {})[key[1]] = stat
-            else:
-                out[key] = stat
-        paired[f"{a}-{b}"] = out
-    return paired
-
-
-def format_paired(paired: dict) -> str:
-    """One row per pair and metric: the mean difference, its 95% interval and n."""
-    lines = [f"{'pair':<14} {'metric':<14} {'mean diff':>10} {'95% CI':>22} {'n':>4}"]
-    lines.append("-" * len(lines[0]))
-    for pair, stats in paired.items():
-        for key in ("psnr", "ssim", ("axial", "ssim"), ("coronal", "ssim"),
-                    ("sagittal", "ssim"), "discontinuity"):
-            stat = _leaf(stats, key)
-            if stat is None:
-                continue
-            name = " ".join(key) if isinstance(key, tuple) else key
-            digits = 2 if key == "psnr" else 4
-            lo, hi = stat["ci95"]
-            ci = "-" if lo is None else f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
-            lines.append(f"{pair:<14} {name:<14} {stat['mean']:>+10.{digits}f} {ci:>22} "
-                         f"{stat['n']:>4}")
-    return "\n".join(lines)
-
-
 def _one_run(config, seed: int, name: str, path, folder: Path, progress: bool, log) -> Path:
     """`run.run` of one volume and seed into ``folder/<name>/seed_<seed>``; that folder."""
     single = config.copy_and_resolve_references()
@@ -158,19 +94,6 @@ def _one_run(config, seed: int, name: str, path, folder: Path, progress: bool, l
     final = folder / name / f"seed_{seed}"
     os.rename(written, final)
     return final
-
-
-def summarize(volumes, results: dict, seeds: list[int], kinds: list[str]) -> dict:
-    """summary.json (module docstring) of ``results[name][seed] = (folder, metrics.json)``."""
-    tables = [results[name][seed][1] for name, _ in volumes for seed in seeds]
-    methods = list(tables[0])
-    return {"seeds": seeds, "methods": methods,
-            "volumes": [{"name": name, "path": None if path is None else str(path),
-                         "metrics": {m: _mean_entry([results[name][s][1][m] for s in seeds])
-                                     for m in methods},
-                         "runs": {str(s): str(results[name][s][0]) for s in seeds}}
-                        for name, path in volumes],
-            "paired": paired_statistics(tables, method_pairs(methods, kinds))}
 
 
 def run(config, config_name: str, workdir: str | Path = "results", *, progress: bool = True,
@@ -209,12 +132,12 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
                 final = _one_run(config, seed, name, path, folder.path, progress, log)
                 table = json.loads((final / "metrics.json").read_text())
                 results.setdefault(name, {})[seed] = (final.relative_to(folder.path), table)
-        summary = summarize(volumes, results, seeds, kinds)
+        summary = metrics.cohort_summary(volumes, results, seeds, kinds)
         for entry in summary["volumes"]:
             log(f"\n{entry['name']} (mean over {len(seeds)} seed(s))")
             log(report.format_table(entry["metrics"]))
         log(f"\npaired differences over {len(volumes)} volume(s) x {len(seeds)} seed(s)")
-        log(format_paired(summary["paired"]))
+        log(metrics.format_paired(summary["paired"]))
         with report.writing(parent):
             (folder.path / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
             (folder.path / "config.json").write_text(config.to_json(indent=2) + "\n")

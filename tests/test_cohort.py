@@ -35,6 +35,31 @@ def test_paired_difference_edge_cases():
         metrics.paired_difference([1.0, 2.0], [1.0])
 
 
+def _entry(psnr, discontinuity=0.1):
+    planes = {plane: {"psnr": psnr, "ssim": psnr / 100} for plane in metrics.PLANES}
+    return {"psnr": psnr, "ssim": psnr / 100, "discontinuity": discontinuity, "seconds": 1.0,
+            **planes}
+
+
+def test_cohort_summary_means_over_seeds_and_pairs_over_volumes_x_seeds():
+    assert metrics.method_pairs(["fbp", "iid", "iscs"], ["iid", "iscs"]) == [
+        ("iscs", "iid"), ("iid", "fbp"), ("iscs", "fbp")]
+    results = {name: {seed: (f"{name}/seed_{seed}",
+                             {"fbp": _entry(20.0), "iid": _entry(a), "iscs": _entry(b, None)})
+                      for seed, (a, b) in enumerate(pairs)}
+               for name, pairs in {"v0": [(30.0, 31.0), (32.0, 32.5)],
+                                   "v1": [(29.0, 30.5), (31.0, 31.0)]}.items()}
+    summary = metrics.cohort_summary([("v0", None), ("v1", None)], results, [0, 1],
+                                     ["iid", "iscs"])
+    assert summary["volumes"][0]["metrics"]["iid"]["psnr"] == 31.0
+    assert summary["volumes"][1]["runs"] == {"0": "v1/seed_0", "1": "v1/seed_1"}
+    paired = summary["paired"]["iscs-iid"]
+    expected = metrics.paired_difference([31.0, 32.5, 30.5, 31.0], [30.0, 32.0, 29.0, 31.0])
+    assert paired["psnr"] == expected and paired["axial"]["psnr"] == expected
+    assert paired["discontinuity"] is None  # missing in iscs: no statistic
+    assert "iscs-iid" in metrics.format_paired(summary["paired"])
+
+
 def test_parse_seeds():
     assert cohort.parse_seeds("") == []
     assert cohort.parse_seeds("0, 1,2") == [0, 1, 2]
