@@ -9,6 +9,7 @@ module is the only place that reads the config.
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 import time
 from pathlib import Path
@@ -16,12 +17,12 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from iscs_jax import (checkpoint, metrics, noise, operators, parallel, results, runtime,
-                      samplers, sde)
+from iscs_jax import (checkpoint, metrics, noise, operators, parallel, provenance, results,
+                      runtime, samplers, sde)
 from iscs_jax.samplers import renoise
 from . import inputs as inputs_lib
 from . import prior as prior_lib
-from . import provenance, report
+from . import report
 from .errors import UserError
 
 WARM_STARTS = ("baseline", "none")
@@ -298,11 +299,14 @@ def run(config, config_name: str, workdir: str | Path = "results", *, progress: 
         figure = results.comparison_figure(
             volumes, reference=inputs.reference, plane=inputs.plane, affine=inputs.affine,
             baseline_name=name, title=f"{config_name}: {inputs.source}")
+        origin = provenance.record(json.loads(config.to_json()),
+                                   prior_name=prior_lib.prior_source(config.prior),
+                                   prior_files=prior_lib.prior_files(config.prior))
         with report.writing(parent, resumable=every > 0):
             results.write_results(
                 folder.path, volumes=volumes, stds=stds, reference=inputs.reference,
                 measurement=inputs.measurement, table=table, figure=figure, baseline_name=name,
-                config_json=config.to_json(indent=2) + "\n", provenance=provenance.record(config),
+                config_json=config.to_json(indent=2) + "\n", provenance=origin,
                 plane=inputs.plane, affine=inputs.affine, grid=inputs.grid,
                 output_grid=config.data.get("output_grid", "prior"),
                 output_units=config.data.get("output_units", "unit"))

@@ -370,7 +370,8 @@ def test_provenance_records_versions_devices_prior_command_and_config(tmp_path, 
     import jax
 
     from iscs_jax import priors
-    from sample import prior, provenance
+    from iscs_jax import provenance
+    from sample import prior
 
     status, out, err = cli(capsys, tmp_path)
     assert status == 0, err
