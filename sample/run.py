@@ -17,8 +17,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from iscs_jax import (checkpoint, metrics, noise, operators, parallel, provenance, results,
-                      runtime, samplers, sde)
+from iscs_jax import (metrics, noise, operators, parallel, provenance, results, runtime,
+                      samplers, sampling, sde)
 from iscs_jax.samplers import renoise
 from . import inputs as inputs_lib
 from . import prior as prior_lib
@@ -120,14 +120,10 @@ def noise_levels(config, prior) -> np.ndarray:
 
 def run_noise_kinds(kinds, key, y, operator, denoise_fn, sigmas, x_init, config, log,
                     mesh=None, progress: bool = True, checkpoints: Path | None = None):
-    """``num_samples`` reconstructions (sampler ``sampler.name``) for each noise control.
-
-    Sample k uses ``fold_in(key, k)`` whatever the control, so controls are
-    compared on the same keys. One `iscs_jax.runtime.Reconstructor` serves every
-    control and sample (one compilation, the set-up computed once); with a
-    ``mesh`` of more than one device the slices are sharded over it. With
-    ``checkpoints`` (a folder), each reconstruction's iterate is checkpointed every
-    ``checkpoint.every`` steps there and a reconstruction found there continues.
+    """`sampling.sample_noise_kinds` (``num_samples`` draws of ``sampler.name`` per noise
+    control) on one `runtime.Reconstructor` (one compilation, the set-up computed once; the
+    slices sharded over a ``mesh`` of more than one device), checkpointed every
+    ``checkpoint.every`` steps in ``checkpoints`` (a folder) when given.
 
     Returns:
       kind -> ``(mean [D, R, R], std [D, R, R] or None, seconds per volume)``.
@@ -142,49 +138,10 @@ def run_noise_kinds(kinds, key, y, operator, denoise_fn, sigmas, x_init, config,
     start = time.perf_counter()
     prepared = recon.prepare(y, x_init)
     log(f"compiled in {time.perf_counter() - start + recon.compile(prepared):.1f} s")
-    bar = report.StepProgress(enabled=progress)
-    out = {}
-    for kind in kinds:
-        draws, seconds = [], []
-        for k in range(config.num_samples):
-            label = f"{kind} {k + 1}/{config.num_samples}"
-            store = None if checkpoints is None else checkpoint.IterateCheckpoints(
-                str(checkpoints / f"{kind}_{k}"), int(config.checkpoint.every))
-            start = time.perf_counter()
-            volume = _sample(recon, prepared, jax.random.fold_in(key, k), kind, label, bar,
-                             store, log)
-            seconds.append(time.perf_counter() - start)
-            draws.append(volume)
-        draws = np.stack(draws)
-        std = draws.std(axis=0) if len(draws) > 1 else None
-        out[kind] = (draws.mean(axis=0), std, float(np.mean(seconds)))
-    return out
-
-
-def _sample(recon, prepared, key, kind, label, bar, store, log) -> np.ndarray:
-    """One reconstruction as a host array, continued from (and checkpointed to) ``store``."""
-    done = None if store is None else store.finished()
-    if done is not None:
-        log(f"sampled {label}: restored (it finished before the run was stopped)")
-        return done
-    start = None if store is None else store.restore(recon.iterate_like(prepared))
-    if start is not None:
-        log(f"{label}: resuming after step {start[0]} of {recon.num_steps}")
-
-    def on_iterate(steps_done, x):
-        if store is not None and store.save(steps_done, x):
-            log(f"checkpointed step {steps_done}")
-
-    bar.start(recon.num_steps - (0 if start is None else start[0]), label)
-    begin = time.perf_counter()
-    x = recon.reconstruct(key, prepared, noise=kind, on_step=lambda i: bar.advance(),
-                          start=start, on_iterate=on_iterate)
-    volume = parallel.gather_to_host(x)
-    bar.close()
-    log(f"sampled {label}: {bar.steps_seen} steps in {time.perf_counter() - begin:.1f} s")
-    if store is not None:
-        store.finish(volume)
-    return volume
+    return sampling.sample_noise_kinds(
+        recon, prepared, key, kinds=kinds, num_samples=int(config.num_samples),
+        checkpoints=checkpoints, every=int(config.checkpoint.every),
+        progress=report.StepProgress(enabled=progress), log=log)
 
 
 def device_mesh(config):
