@@ -358,6 +358,21 @@ def _packed_rays(op: ConeBeam):
     return packed, order.reshape(-1).astype(np.int32)
 
 
+@functools.lru_cache(maxsize=64)
+def _merged_rays(op: ConeBeam):
+    """Every ray with its own pass's parameters, for `AT`'s single scan over the views.
+
+    Returns:
+      ``(params [V, NUM_PARAMS, C], in_y [V, C] bool)``: `divergent.plane_params` of the two
+      passes summed (each is zero on the other pass's rays) and which rays step along y.
+    """
+    source, direction = divergent.ray_directions(np.asarray(op.angles), op.source_origin,
+                                                 op.origin_detector, op._u())
+    params = sum(divergent.plane_params(mode, source, direction, op.volume_shape[1:],
+                                        op.voxel_size[1:]) for mode in divergent.MODES)
+    return params, divergent.y_pass_mask(*direction, op.voxel_size[1:])
+
+
 def _project_all(op: ConeBeam, x: jax.Array) -> jax.Array:
     """`A` of a whole volume: each pass projects its own rays (`_packed_rays`), gathered
     back into ``[views, rows, cols]``."""
@@ -373,7 +388,9 @@ def _project_all(op: ConeBeam, x: jax.Array) -> jax.Array:
 
 
 def _transpose_all(op: ConeBeam, y: jax.Array) -> jax.Array:
-    """The transpose of `_project_all`, pass by pass, as gathers (`divergent.backproject_pass`).
+    """The transpose of `_project_all` as gathers (`divergent.backproject_pass`): one scan
+    over all views, each ray with its own pass's weights (`_merged_rays`), so a view whose
+    rays are in both passes is backprojected once, not twice.
 
     Geometries whose voxels are reached by more than `divergent.MAX_TAPS` columns or rows
     (a source almost touching the volume, detector pixels much finer than the voxels) use
@@ -381,10 +398,12 @@ def _transpose_all(op: ConeBeam, y: jax.Array) -> jax.Array:
     """
     if not op._orbit().gathers_fit:
         return _transpose_all_reference(op, y)
-    total = 0.0
-    for mode, index, params in op._passes():
-        total = total + op._backproject(y[index], mode, params, op._trig(index))
-    return jnp.moveaxis(total, -1, 0)
+    params, in_y = _merged_rays(op)
+    volume = divergent.backproject_pass(
+        jnp.swapaxes(y, 1, 2), "y", jnp.asarray(params),
+        jnp.asarray(op._trig(np.arange(op.num_views))), op._z_rows(), op._orbit(),
+        op.volume_shape[0], op.view_chunk, jnp.asarray(in_y))
+    return jnp.moveaxis(volume, -1, 0)
 
 
 def _transpose_all_reference(op: ConeBeam, y: jax.Array) -> jax.Array:

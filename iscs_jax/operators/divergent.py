@@ -276,7 +276,7 @@ def make_orbit(source_origin, origin_detector, du, cols, plane_shape, spacing_yx
                  float(dv / dz))
 
 
-def _view_setup(values, params, trig, z_rows, mode: str, orbit: Orbit):
+def _view_setup(values, params, trig, z_rows, mode: str, orbit: Orbit, in_y=None):
     """Per-view tables of the gather-based transpose of `_project_chunk` (see
     `backproject_pass`): ``(val, candidates)``.
 
@@ -288,6 +288,11 @@ def _view_setup(values, params, trig, z_rows, mode: str, orbit: Orbit):
     column at the point (recomputed from its plane-crossing parameters), the column (fan)
     or the offset of its padded row 0 in ``val`` (cone), and for the cone beam the z index
     of its row 0, its step per row and the inverse step at the point's plane.
+
+    ``in_y`` (``[C]`` bool, mode "y" only): the view's rays of both passes at once, each
+    column with its own pass's parameters (a y ray's plane is the point's y index and its
+    line the x index, an x ray's the reverse), so a view in both passes is set up and
+    backprojected once.
     """
     lam0, lam1, t0, t1, weight, inplane2 = (params[k] for k in range(NUM_PARAMS))  # [C]
     plane_shape, spacing = orbit.plane_shape, orbit.spacing_yx
@@ -315,13 +320,17 @@ def _view_setup(values, params, trig, z_rows, mode: str, orbit: Orbit):
     for m in range(orbit.column_taps):
         c = start + m
         index = jnp.clip(c, 0, orbit.cols - 1).astype(jnp.int32)  # [P, L]
-        t = t0[index] + t1[index] * j
+        plane, line = j, line_index
+        if in_y is not None:  # each column in its own pass's (plane, line) coordinates
+            mine = in_y[index]
+            plane, line = jnp.where(mine, j, line_index), jnp.where(mine, line_index, j)
+        t = t0[index] + t1[index] * plane
         w = jnp.where((c >= 0) & (c <= orbit.cols - 1),
-                      jnp.maximum(0.0, 1.0 - jnp.abs(t - line_index)), 0.0)
+                      jnp.maximum(0.0, 1.0 - jnp.abs(t - line)), 0.0)
         if z_rows is None:
             candidates.append((w, index))
             continue
-        lam = lam0[index] + lam1[index] * j  # as in the forward
+        lam = lam0[index] + lam1[index] * plane  # as in the forward
         slope = jnp.where(lam > 0, lam * orbit.dv_over_dz, 1.0)
         candidates.append((w, index * (rows + 2 * orbit.row_taps) + orbit.row_taps,
                            lam * scale[0] + offset, lam * step, 1.0 / slope))
@@ -356,7 +365,7 @@ def _view_apply(val, candidates, depth: int, row_taps: int, rows: int) -> jax.Ar
 
 
 def backproject_pass(values: jax.Array, mode: str, params: jax.Array, trig: jax.Array, z_rows,
-                     orbit: Orbit, depth: int, chunk: int) -> jax.Array:
+                     orbit: Orbit, depth: int, chunk: int, in_y=None) -> jax.Array:
     """The transpose of `project_pass` written as gathers (no scatter):
     ``[n, C, R or B] -> [H, W, D or B]`` (D: z voxels; B: the fan beam's slices).
 
@@ -370,13 +379,20 @@ def backproject_pass(values: jax.Array, mode: str, params: jax.Array, trig: jax.
     Args:
       values: ``[n, C, R|B]``; params ``[n, NUM_PARAMS, C]``; trig ``[n, 2]`` (sin, cos of
         each view's angle); z_rows as for `project_pass`; orbit from `make_orbit`;
-      depth: D (cone) or B (fan); chunk: unused (the forward's views per step).
+      depth: D (cone) or B (fan); chunk: unused (the forward's views per step);
+      in_y: None, or (mode "y") ``[n, C]`` bool, True for the y pass's rays: then params
+        holds each ray's own pass's parameters (`plane_params` of both modes summed) and
+        every view is backprojected once, whichever passes its rays belong to.
     """
     del chunk
+    if in_y is None:
+        in_y = jnp.zeros(values.shape[:2], bool)
+        setup = lambda v, p, t, _: _view_setup(v, p, t, z_rows, mode, orbit)  # noqa: E731
+    else:
+        setup = lambda v, p, t, m: _view_setup(v, p, t, z_rows, mode, orbit, m)  # noqa: E731
     plane_shape = orbit.plane_shape if mode == "y" else orbit.plane_shape[::-1]
     rows = 0 if z_rows is None else z_rows[0].shape[0]
     row_taps = 0 if z_rows is None else orbit.row_taps
-    setup = lambda v, p, t: _view_setup(v, p, t, z_rows, mode, orbit)  # noqa: E731
     apply = lambda tables: _view_apply(*tables, depth, row_taps, rows)  # noqa: E731
 
     def step(carry, view):
@@ -384,8 +400,9 @@ def backproject_pass(values: jax.Array, mode: str, params: jax.Array, trig: jax.
         return (volume + apply(tables), setup(*view)), None
 
     volume = jnp.zeros((*plane_shape, depth), jnp.float32)
-    (volume, tables), _ = jax.lax.scan(step, (volume, setup(values[0], params[0], trig[0])),
-                                       (values[1:], params[1:], trig[1:]))
+    (volume, tables), _ = jax.lax.scan(
+        step, (volume, setup(values[0], params[0], trig[0], in_y[0])),
+        (values[1:], params[1:], trig[1:], in_y[1:]))
     return planes_first(volume + apply(tables), mode)
 
 
