@@ -18,7 +18,8 @@ The discretisation (Joseph's method, separable gathers, chunks of views) is
 described in `operators.divergent`; `A` projects each pass's own rays packed in rows
 (`_packed_rays`), and ``AT`` is its exact transpose, written as gathers too
 (`divergent.backproject_pass`: per view, for each voxel the few detector columns and
-rows whose interpolation taps reach it, with the forward's own weights), and both are
+rows whose interpolation taps reach it, with the forward's own weights, each view once
+whichever passes its rays belong to: `_merged_rays`), and both are
 wrapped in a ``jax.custom_vjp`` so that gradients through ``A`` are ``AT`` (and
 vice versa) without storing per-plane interpolation indices.
 

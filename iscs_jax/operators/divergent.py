@@ -22,7 +22,8 @@ O(chunk * cols * (rows + D)).
 
 Views whose rays all step along y form the "y pass", those with some rays
 stepping along x also join the "x pass" (a view can be in both: a per-ray mask
-picks the pass; `cone_beam` packs each pass's own rays instead). The adjoint
+picks the pass; `cone_beam` packs each pass's own rays instead, and its adjoint
+backprojects each view once with each ray's own pass's parameters). The adjoint
 (`backproject_pass`) is the transpose of this exact program written as gathers:
 voxel-driven, a scan over views, each voxel reading the few detector columns (and rows)
 whose interpolation taps reach it with the forward's own weights; it equals
